@@ -1,0 +1,146 @@
+"""Training throughput of EyeNetCNN and eyenet-seed at 256 px on this machine's CPU: real loader vs in-memory tensors.
+
+    python bench/train.py [--nets eyenet,eyenet-seed] [--bs 32] [--seed-bs 512] [--chunk 32] [--steps 12]
+                          [--seed-steps 1] [--rounds 4] [--workers 0] [--amp both|fp32|bf16] [--store DIR]
+
+Each network (and precision) trains in its own process through the same fastai `Learner`
+(`eyenet.model.eyenet_learner`: class-weighted loss, Adam, channels-last) fed two ways:
+
+- real loader: `eyenet_dls` over 256 px JPEGs (decode, fundus augmentations, normalisation; or `--store`'s array);
+- in memory: batches that loader already made, held in RAM as normalised tensors (the fastest any loader could be).
+
+The two feeds run in alternating timed blocks (`--rounds` each), so that both see the same machine load, and the
+script prints images/s (wall clock), CPU ms per image, the loader/in-memory ratio and the peak RSS (training from
+the loader alone, and with the in-memory copy). eyenet-seed trains at `--seed-bs` (512, the original Keras batch):
+one optimiser step per 512 photos, the gradient accumulated over chunks of `--chunk` photos (fastai
+`GradientAccumulation`), which is the same update as one 512 batch (the network has no BatchNorm) without holding
+512 photos' activations at once. `--amp bf16` adds bfloat16 autocast on CPU (`eyenet.model.CPUBFloat16`).
+
+Reference (issue): the original Keras `cnn.py` trains at 4.45 images/s on 2 cores with 19.8 GiB resident at
+batch 512. Targets: eyenet-seed >= 4.45 images/s with <= 9.9 GiB; EyeNetCNN >= 40 images/s on 2 cores through the
+real loader, and the loader >= 0.8x the in-memory rate.
+
+Photos: ../shared/data/eyepacs-256 (real EyePACS, 256 px) when present, else the synthetic sample cropped to
+256 px (labelled synthetic). Timings depend on what else runs on the machine: the load average is printed.
+"""
+import argparse, json, os, resource, subprocess, sys, tempfile, time, warnings
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REAL = HERE.parent.parent/'shared'/'data'/'eyepacs-256'
+GF = {'eyenet': 1.5, 'eyenet-seed': 47.}
+
+def photos():
+    "Real 256 px photos if present, else the synthetic sample cropped to 256 px."
+    if (REAL/'trainLabels.csv').exists(): return REAL, 'real EyePACS 256 px photos (../shared/data/eyepacs-256)'
+    from eyenet.synthetic import sample_data
+    from eyenet.preprocess import preprocess
+    d = Path(tempfile.gettempdir())/'eyenet-bench-train-256'
+    preprocess(sample_data(), d, size=256, workers=0, progress=False)
+    return d, 'SYNTHETIC sample cropped to 256 px'
+
+def one(a):
+    "Run one network/precision in this process, real loader and in-memory blocks interleaved; print a JSON line."
+    warnings.filterwarnings('ignore')
+    import torch
+    from fastai.vision.all import Callback, CancelFitException, DataLoader, GradientAccumulation
+    from eyenet.data import read_labels, patient_split, find_labels
+    from eyenet.model import eyenet_dls, eyenet_learner, ARCHS
+    data = Path(a['data'])
+    df = patient_split(read_labels(find_labels(data), data/'train'))
+    chunk = a['chunk'] if a['bs'] > a['chunk'] else a['bs']
+    dls = eyenet_dls(df, 'dr', size=256, bs=chunk, balance='weights', num_workers=a['workers'], store=a['store'],
+                     stats=ARCHS[a['net']].stats)
+    class Accumulate(GradientAccumulation):
+        "fastai's `GradientAccumulation`, counting on across timing blocks."
+        def before_fit(self): self.count = getattr(self, 'count', 0)
+    cbs = [Accumulate(a['bs'])] if a['bs'] > chunk else []
+    learn = eyenet_learner(dls, a['net'], pretrained=False, amp=a['amp'] == 'bf16', cbs=cbs)
+    real = dls.train
+
+    class Clock(Callback):
+        "Time `n` photos (whole optimiser steps) from the start of the epoch, loading included; then stop."
+        order = 99
+        def __init__(self, n): self.n = n
+        def before_train(self): self.seen, self.t0, self.c0 = 0, time.perf_counter(), time.process_time()
+        def after_batch(self):
+            self.seen += len(self.learn.yb[0])
+            if self.seen >= self.n:
+                self.wall, self.cpu = time.perf_counter() - self.t0, time.process_time() - self.c0
+                raise CancelFitException()
+
+    def block(dl, n):
+        learn.dls.loaders[0] = dl
+        clock = Clock(n)
+        with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3, cbs=clock)
+        return clock.wall, clock.cpu
+
+    per = max(chunk, a['bs']*a['steps']//a['rounds']//chunk*chunk)   # photos per timed block
+    block(real, chunk)                                     # warm up: one chunk through the real loader
+    rss_loader = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/2**20
+    xs, ys, it = [], [], iter(real)                        # the loader's own batches, kept in RAM
+    while sum(map(len, xs)) < per:
+        x, y = next(it)
+        xs.append(x.as_subclass(torch.Tensor).clone()); ys.append(y.as_subclass(torch.Tensor).clone())
+    mem = DataLoader(list(zip(torch.cat(xs), torch.cat(ys))), bs=chunk, shuffle=True, drop_last=True)
+    block(mem, chunk)                                      # warm up the in-memory path too
+    tot = {'loader': [0., 0.], 'memory': [0., 0.]}
+    for r in range(a['rounds']):                           # interleave: both feeds see the same machine load
+        for feed, dl in (('loader', real), ('memory', mem)) if r % 2 == 0 else (('memory', mem), ('loader', real)):
+            w, c = block(dl, per)
+            tot[feed][0] += w; tot[feed][1] += c
+    n = per*a['rounds']
+    res = {f: dict(ips=n/w, cpu_ms=1e3*c/n) for f, (w, c) in tot.items()}
+    print('\n' + json.dumps(dict(a, **res, images=n, rss_loader_gib=rss_loader,
+                          rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/2**20, threads=torch.get_num_threads())))
+
+def run(cfg):
+    r = subprocess.run([sys.executable, __file__, '--one', json.dumps(cfg)], capture_output=True, text=True)
+    lines = [l for l in r.stdout.splitlines() if l.startswith('{')]
+    if r.returncode or not lines: raise SystemExit(f"bench run {cfg} failed:\n{r.stderr[-3000:]}")
+    return json.loads(lines[-1])
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--nets', default='eyenet,eyenet-seed')
+    ap.add_argument('--bs', type=int, default=32, help='batch size of EyeNetCNN')
+    ap.add_argument('--seed-bs', type=int, default=512, help='batch size of eyenet-seed (the Keras one)')
+    ap.add_argument('--chunk', type=int, default=32, help='photos per forward/backward pass for eyenet-seed')
+    ap.add_argument('--steps', type=int, default=12, help='timed optimiser steps of EyeNetCNN, per feed')
+    ap.add_argument('--seed-steps', type=int, default=1, help='timed optimiser steps of eyenet-seed, per feed (1-3 min each)')
+    ap.add_argument('--rounds', type=int, default=4, help='timed blocks per feed, loader and in-memory alternating')
+    ap.add_argument('--workers', type=int, default=0, help='loader processes')
+    ap.add_argument('--amp', default='both', choices=['both', 'fp32', 'bf16'])
+    ap.add_argument('--store', default=None, help='array store folder (eyenet-preprocess --store) instead of JPEGs')
+    ap.add_argument('--one', default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.one: return one(json.loads(a.one))
+    data, what = photos()
+    print(f"bench/train.py: {what}; {os.cpu_count()} CPU cores, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}; "
+          f"load average before: {os.getloadavg()[0]:.1f}")
+    amps = ['fp32', 'bf16'] if a.amp == 'both' else [a.amp]
+    rows = []
+    for net in a.nets.split(','):
+        bs, steps = (a.seed_bs, a.seed_steps) if net == 'eyenet-seed' else (a.bs, a.steps)
+        for amp in amps:
+            r = run(dict(net=net, bs=bs, chunk=a.chunk, steps=steps, rounds=a.rounds, workers=a.workers, amp=amp,
+                         data=str(data), store=a.store))
+            for feed in ('loader', 'memory'):
+                print(f"  {net:12s} {amp} bs {bs:4d} {feed:7s}: {r[feed]['ips']:6.2f} images/s  {r[feed]['cpu_ms']:7.1f} CPU ms/image", flush=True)
+            print(f"  {'':12s} peak RSS {r['rss_loader_gib']:.2f} GiB training from the loader, {r['rss_gib']:.2f} GiB with the in-memory copy; "
+                  f"{r['images']} timed photos per feed", flush=True)
+            rows.append((net, amp, bs, r))
+    print(f"\nload average after: {os.getloadavg()[0]:.1f}\n")
+    print(f"{'network':12s} {'prec':5s} {'batch':>5s} {'loader img/s':>12s} {'memory img/s':>12s} {'ratio':>6s} "
+          f"{'CPU ms/img (loader/mem)':>24s} {'CPU ratio':>9s} {'GFLOP/img':>9s} {'peak RSS GiB (loader/+mem)':>27s}")
+    for net, amp, bs, r in rows:
+        l, m = r['loader'], r['memory']
+        print(f"{net:12s} {amp:5s} {bs:5d} {l['ips']:12.2f} {m['ips']:12.2f} {l['ips']/m['ips']:6.2f} "
+              f"{l['cpu_ms']:14.1f} / {m['cpu_ms']:6.1f} {m['cpu_ms']/l['cpu_ms']:9.2f} {GF[net]:9.1f} "
+              f"{r['rss_loader_gib']:12.2f} / {r['rss_gib']:.2f}")
+    print("\nratio: loader images/s over in-memory images/s (wall clock; sensitive to other load on the machine); "
+          "CPU ratio: in-memory CPU ms per image over the loader's (what the loader costs, whatever the load).")
+    print("\nreference: Keras cnn.py (eyenet-seed) 4.45 images/s, 19.8 GiB at batch 512 on 2 cores. "
+          "Targets: eyenet-seed >= 4.45 images/s and <= 9.9 GiB; EyeNetCNN >= 40 images/s through the loader, ratio >= 0.8.")
+
+if __name__ == '__main__': main()
