@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 from fastcore.script import call_parse, CliError
 from fastcore.parallel import num_cpus
-from .data import IMG_EXTS
+from .data import IMG_EXTS, atomic_write
 from .preprocess import process_photo
 from .model import load_model, prepare_image, predict_probs, score_to_grade
 from .results import gradcam, plot_cam
@@ -262,11 +262,7 @@ def save_cam(pred:Predictor, # the predictor
     fig = Figure(figsize=(3, 3.2))
     plot_cam(crop, h, ax=fig.add_subplot(), title=title)
     fn = Path(dest)/f'{name}_cam.png'
-    tmp = fn.with_name(f'.{fn.name}.{os.getpid()}.tmp')
-    try: fig.savefig(tmp, dpi=100, bbox_inches='tight', format='png'); os.replace(tmp, fn)
-    finally:
-        if tmp.exists(): tmp.unlink()
-    return fn
+    return atomic_write(fn, lambda t: fig.savefig(t, dpi=100, bbox_inches='tight', format='png'))
 
 # %% ../nbs/06_inference.ipynb #f63b3638
 class ProbsHead(nn.Module):
@@ -361,11 +357,7 @@ def export_coreml(model, # model folder or `Predictor`
 
 # %% ../nbs/06_inference.ipynb #5f327895
 def _write_csv(df, out):
-    out = Path(out); out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f'.{out.name}.{os.getpid()}.tmp')
-    try: df.to_csv(tmp, index=False); os.replace(tmp, out)
-    finally:
-        if tmp.exists(): tmp.unlink()
+    atomic_write(out, lambda t: df.to_csv(t, index=False))
 
 @call_parse
 def predict_cli(model:str, # model folder (model.safetensors + config.json) or an .onnx file

@@ -22,7 +22,7 @@ from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, RegressionB
     ProgressCallback, rank_distrib, num_distrib, AMPMode)
 from safetensors.torch import save_file, load_file
 import eyenet
-from .data import TASKS, find_labels, read_labels, patient_split
+from .data import TASKS, find_labels, read_labels, patient_split, atomic_write
 from .augment import fundus_tfms, balance_dls, BALANCE
 
 # %% auto #0
@@ -171,12 +171,6 @@ def create_model(arch:str='eyenet', # a name in `ARCHS`
     return model
 
 # %% ../nbs/04_model.ipynb #d1c16e79
-def _atomic_write(fn, write):
-    fn = Path(fn); tmp = fn.with_name(f'.{fn.name}.{os.getpid()}.tmp')
-    try: write(tmp); os.replace(tmp, fn)
-    finally:
-        if tmp.exists(): tmp.unlink()
-
 def _model_of(learn):
     m = getattr(learn, 'model', learn)
     return getattr(m, 'module', m) # unwrap DDP
@@ -210,8 +204,8 @@ def save_model(learn, # `Learner` (or a bare `nn.Module` when `cfg` says what it
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     cfg = model_config(learn, **cfg)
     sd = {k: v.detach().to('cpu').contiguous() for k,v in _model_of(learn).state_dict().items()}
-    _atomic_write(out/'model.safetensors', lambda fn: save_file(sd, str(fn), metadata={'format': 'pt', 'arch': cfg['arch']}))
-    _atomic_write(out/'config.json', lambda fn: fn.write_text(json.dumps(cfg, indent=2)))
+    atomic_write(out/'model.safetensors', lambda fn: save_file(sd, str(fn), metadata={'format': 'pt', 'arch': cfg['arch']}))
+    atomic_write(out/'config.json', lambda fn: fn.write_text(json.dumps(cfg, indent=2)))
     return out
 
 # %% ../nbs/04_model.ipynb #8458db06
@@ -616,7 +610,7 @@ def train(data:str|Path, # dataset folder in Kaggle layout (`train/` + labels), 
         cfg = dict(graham=bool(_photo_params(data).get('graham', False)), split=dict(valid_pct=valid_pct, seed=seed))
         if thr is not None: cfg['thresholds'] = thr
         save_model(learn, out, **cfg)
-        _atomic_write(out/'metrics.json', lambda fn: fn.write_text(json.dumps(met, indent=2)))
+        atomic_write(out/'metrics.json', lambda fn: fn.write_text(json.dumps(met, indent=2)))
         say(f"validation: " + ', '.join(f"{k} {v:.4f}" for k, v in rep.items() if isinstance(v, float)) + f"; trained in {secs:.0f}s; wrote {out}")
     return learn, met
 

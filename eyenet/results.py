@@ -20,9 +20,9 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from tqdm.auto import tqdm
 from fastcore.basics import AttrDict
 from fastcore.script import call_parse, store_true, CliError
-from .data import read_labels, patient_split, find_labels, TASKS
+from .data import read_labels, patient_split, find_labels, TASKS, atomic_write
 from .preprocess import process_photo, load_photo
-from .model import load_model, prepare_image, predict_probs, score_to_grade, _atomic_write
+from .model import load_model, prepare_image, predict_probs, score_to_grade
 
 # %% auto #0
 __all__ = ['IDX_DR', 'TUTORIAL', 'METRICS', 'LABELS', 'confusion_counts', 'roc_auc', 'pr_auc', 'binary_metrics', 'qwk',
@@ -708,7 +708,7 @@ def training_patients(train_metrics:dict, # the `metrics.json` training wrote be
 
 # %% ../nbs/05_results.ipynb #b0a7953e
 def _save_fig(fig, fn):
-    _atomic_write(fn, lambda t: fig.savefig(t, dpi=110, bbox_inches='tight', format='png'))
+    atomic_write(fn, lambda t: fig.savefig(t, dpi=110, bbox_inches='tight', format='png'))
     plt.close(fig)
     return Path(fn).name
 
@@ -962,9 +962,9 @@ def evaluate(model, # folder of a saved model, or `(model, cfg)` from `load_mode
                        n_train_scored=0 if tp is None else int(len(tp)))
     out.mkdir(parents=True, exist_ok=True)
     res['figures'] = save_figures(preds, cfg, res, out, net, preprocessed, n_top, n_cam, seed)
-    _atomic_write(out/'predictions.csv', lambda t: preds.drop(columns=['is_valid'], errors='ignore').to_csv(t, index=False))
-    _atomic_write(out/'metrics.json', lambda t: t.write_text(json.dumps(res, indent=2)))
-    _atomic_write(out/'report.md', lambda t: t.write_text(report_md(res)))
+    atomic_write(out/'predictions.csv', lambda t: preds.drop(columns=['is_valid'], errors='ignore').to_csv(t, index=False))
+    atomic_write(out/'metrics.json', lambda t: t.write_text(json.dumps(res, indent=2)))
+    atomic_write(out/'report.md', lambda t: t.write_text(report_md(res)))
     return res
 
 # %% ../nbs/05_results.ipynb #cddbab30
