@@ -16,6 +16,8 @@ from fastai.data.core import DataLoaders
 from fastai.callback.data import WeightedDL
 from fastai.losses import CrossEntropyLossFlat
 import matplotlib.pyplot as plt
+from .data import atomic_write
+
 
 # %% auto #0
 __all__ = ['OFFLINE_AUGS', 'BALANCE', 'apply_aug', 'balance_offline', 'augment_offline', 'copy_leak', 'show_offline',
@@ -75,11 +77,8 @@ def _write_aug(job):
     try:
         with Image.open(src) as im: img = apply_aug(im.convert('RGB'), aug)
     except (OSError, ValueError) as e: raise ValueError(f"{src}: cannot make the {aug!r} copy: {e}") from e
-    tmp = fn.with_name(f'.{fn.stem}.{os.getpid()}.tmp{fn.suffix}')
-    try:
-        img.save(tmp, quality=95) if fn.suffix.lower() in ('.jpg','.jpeg') else img.save(tmp)
-        os.replace(tmp, fn)
-    finally: tmp.unlink(missing_ok=True)
+    fmt = Image.registered_extensions()[fn.suffix.lower()]
+    atomic_write(fn, lambda t: img.save(t, fmt, quality=95))
 
 # %% ../nbs/03_augment.ipynb #723b5f18
 def augment_offline(df:pd.DataFrame, # table from `balance_offline`, with `path` to every source photo

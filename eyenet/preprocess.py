@@ -16,7 +16,7 @@ from scipy import ndimage
 from fastcore.basics import AttrDict
 from fastcore.script import call_parse
 from tqdm.auto import tqdm
-from .data import find_labels
+from .data import find_labels, atomic_write
 from .download import PhotoSource, photo_sources, open_source
 
 # %% auto #0
@@ -385,11 +385,7 @@ def out_name(name:str, # source name, e.g. `train/10_left.jpeg`
 # %% ../nbs/02_preprocess.ipynb #fd752287
 def _save(img, fn, quality=95):
     "Write `img` as JPEG to `fn` atomically: temporary name in the same folder, then rename."
-    tmp = fn.with_name(f'.{fn.name}.{os.getpid()}.tmp')
-    try:
-        img.save(tmp, 'JPEG', quality=quality)
-        os.replace(tmp, fn)
-    finally: tmp.unlink(missing_ok=True)
+    atomic_write(fn, lambda t: img.save(t, 'JPEG', quality=quality))
 
 def _reject(name, reason, detail):
     rec = dict.fromkeys(RECORD, float('nan'))
@@ -496,7 +492,7 @@ def _check_params(dest, params):
         old = json.loads(fn.read_text())
         if old != params: raise ValueError(f"{dest} holds a run with {old}; rerun with those settings or use another folder (asked for {params})")
     else:
-        tmp = fn.with_suffix('.tmp'); tmp.write_text(json.dumps(params)); os.replace(tmp, fn)
+        atomic_write(fn, lambda t: t.write_text(json.dumps(params)))
 
 def _copy_labels(src, dest):
     "Copy the label CSV of `src` (or `trainLabels.csv` inside Kaggle's `trainLabels.csv.zip`) to `dest/trainLabels.csv`."
@@ -510,7 +506,7 @@ def _copy_labels(src, dest):
     return out
 
 def _write_csv(df, fn):
-    tmp = fn.with_name(f'.{fn.name}.tmp'); df.to_csv(tmp, index=False); os.replace(tmp, fn)
+    atomic_write(fn, lambda t: df.to_csv(t, index=False))
 
 def summary(df:pd.DataFrame, # a manifest
            )->str: # e.g. `200 photos: 185 accepted, 15 rejected (all_black 6, too_dark 4, ...)`
