@@ -22,6 +22,7 @@ from fastai.vision.all import (DataBlock, ImageBlock, CategoryBlock, RegressionB
     ProgressCallback, rank_distrib, num_distrib, AMPMode)
 from safetensors.torch import save_file, load_file
 import eyenet
+from .preprocess import preprocess_params
 from .data import TASKS, find_labels, read_labels, patient_split, atomic_write
 from .augment import fundus_tfms, balance_dls, BALANCE
 
@@ -527,11 +528,6 @@ def ddp_ctx(learn:Learner, # learner to train data-parallel
     finally: learn.remove_cb(cb)
 
 # %% ../nbs/04_model.ipynb #82cefe6b
-def _photo_params(folder):
-    fn = Path(folder)/'.eyenet-preprocess.json' # written by `eyenet.preprocess.preprocess`
-    try: return json.loads(fn.read_text())
-    except (OSError, ValueError): return {}
-
 def _history(learn):
     names = [n for n in learn.recorder.metric_names if n not in ('epoch', 'time')]
     return [dict(epoch=i, **{n: (float(v) if v is not None else None) for n, v in zip(names, vals)}) for i, vals in enumerate(learn.recorder.values)]
@@ -607,7 +603,7 @@ def train(data:str|Path, # dataset folder in Kaggle layout (`train/` + labels), 
                images_per_second=round(ntr*(epochs + (freeze_epochs if pre else 0))/secs, 2), valid=rep, history=hist))
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        cfg = dict(graham=bool(_photo_params(data).get('graham', False)), split=dict(valid_pct=valid_pct, seed=seed))
+        cfg = dict(graham=bool((preprocess_params(data) or {}).get('graham', False)), split=dict(valid_pct=valid_pct, seed=seed))
         if thr is not None: cfg['thresholds'] = thr
         save_model(learn, out, **cfg)
         atomic_write(out/'metrics.json', lambda fn: fn.write_text(json.dumps(met, indent=2)))

@@ -22,8 +22,8 @@ from .download import PhotoSource, photo_sources, open_source
 # %% auto #0
 __all__ = ['MAX_PIXELS', 'QKEYS', 'QSIZE', 'QUALITY', 'BOX', 'RECORD', 'COLUMNS', 'PhotoError', 'to_rgb8', 'load_photo',
            'disc_thumb', 'fit_circle', 'find_disc', 'crop_disc', 'disc_mask', 'ben_graham', 'photo_quality', 'gate',
-           'gradability', 'process_photo', 'out_name', 'summary', 'preprocess', 'build_store', 'open_store',
-           'preprocess_cli']
+           'gradability', 'process_photo', 'out_name', 'summary', 'preprocess_params', 'preprocess', 'build_store',
+           'open_store', 'preprocess_cli']
 
 # %% ../nbs/02_preprocess.ipynb #0b54ea46
 MAX_PIXELS = 80_000_000  # largest declared frame accepted (80 MP; cameras deliver at most about 24)
@@ -514,6 +514,15 @@ def summary(df:pd.DataFrame, # a manifest
     ok = int((df.status == 'ok').sum())
     why = ', '.join(f'{k} {v}' for k, v in Counter(df.reason[df.status != 'ok']).most_common())
     return f"{len(df)} photos: {ok} accepted, {len(df) - ok} rejected" + (f" ({why})" if why else '')
+
+# %% ../nbs/02_preprocess.ipynb #ppcode01
+def preprocess_params(folder:str|Path, # a dataset folder
+                     )->dict|None: # the recorded settings, {} for an older output without them, None if not a `preprocess` output
+    "The settings (`size`, `graham`) that `preprocess` recorded in `folder`."
+    fn = Path(folder)/_PARAMS
+    try: return json.loads(fn.read_text())
+    except (OSError, ValueError): return {} if (Path(folder)/'manifest.csv').exists() else None
+
 
 # %% ../nbs/02_preprocess.ipynb #46a92940
 def preprocess(src:str|Path, # folder of photos, Kaggle zip or split zip part, or a folder holding them

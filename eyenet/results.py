@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from fastcore.basics import AttrDict
 from fastcore.script import call_parse, store_true, CliError
 from .data import read_labels, patient_split, find_labels, TASKS, atomic_write
-from .preprocess import process_photo, load_photo
+from .preprocess import process_photo, load_photo, preprocess_params
 from .model import load_model, prepare_image, predict_probs, score_to_grade
 
 # %% auto #0
@@ -859,20 +859,12 @@ def report_md(res:dict, # `clinical_report` output, with the `meta` and `figures
     return '\n'.join(L)
 
 # %% ../nbs/05_results.ipynb #8b04e6c3
-def _prep_info(folder):
-    "The settings `preprocess` recorded in a folder (size, graham, maybe src), or None."
-    f = Path(folder)/'.eyenet-preprocess.json'
-    if f.exists():
-        try: return json.loads(f.read_text())
-        except ValueError: return {}
-    return {} if (Path(folder)/'manifest.csv').exists() else None
-
 def is_synthetic(folder:str|Path, # dataset folder
                 )->bool: # True for EyeNet's synthetic sample (or a folder preprocessed from it, when traceable)
     "Whether a dataset folder holds synthetic photos: the generator leaves its `truth.csv` beside them."
     folder = Path(folder)
     if (folder/'truth.csv').exists(): return True
-    src = (_prep_info(folder) or {}).get('src')
+    src = (preprocess_params(folder) or {}).get('src')
     if src is None and (folder/'manifest.csv').exists():
         m = pd.read_csv(folder/'manifest.csv', dtype=str, nrows=1)
         if 'source' in m.columns and len(m): src = str(Path(m['source'].iloc[0]).parent)
@@ -884,7 +876,7 @@ def photo_mode(data:str|Path, # dataset folder
                preprocessed:bool|None=None, # force (True/False) or detect (None)
               )->bool: # True: load the photos as they are; False: run `process_photo` on them
     "Decide whether a folder's photos can go to the model as they are or need the model's preprocessing."
-    info = _prep_info(data)
+    info = preprocess_params(data)
     if preprocessed is False or (preprocessed is None and info is None): return False
     g = (info or {}).get('graham')
     if g is not None and bool(g) != bool(cfg.get('graham', False)):
