@@ -2,7 +2,7 @@
 
     python bench/realdata.py [--archs eyenet,resnet18,effnet-lite0] [--tasks dr,referable] [--epochs 4]
                              [--size 256] [--sizes effnet-lite0=224] [--bs 32] [--workers 0]
-                             [--limit N] [--out results/realdata]
+                             [--limit N] [--amp] [--balance weights|sampler|none] [--out results/realdata]
 
 Data: ../shared/data/eyepacs-256 (4,502 real EyePACS photos, 256 px, cropped and contrast-equalised), split by
 patient (`eyenet.data.patient_split`, 20% of patients held out, both eyes together). Each (arch, task) is trained
@@ -44,6 +44,8 @@ def main():
     ap.add_argument('--bs', type=int, default=32)
     ap.add_argument('--lr', type=float, default=None)
     ap.add_argument('--workers', type=int, default=0)
+    ap.add_argument('--amp', action='store_true', help='bfloat16 autocast on CPU (about 1.3-2x faster on CPUs with AVX-512 BF16)')
+    ap.add_argument('--balance', default='weights', help='weights (class-weighted loss), sampler or none')
     ap.add_argument('--limit', type=int, default=0, help='use about this many photos (smoke test); 0: all')
     ap.add_argument('--out', default='results/realdata')
     a = ap.parse_args()
@@ -65,10 +67,11 @@ def main():
             print(f"\n=== {arch} / {task} at {size} px, {a.epochs} epochs ===", flush=True)
             t0 = time.perf_counter()
             learn, met = train(data, labels, task=t, arch=arch, size=size, epochs=a.epochs, bs=a.bs, lr=a.lr,
-                               out=out/f'{arch}-{task}', fallback=True, regression=reg, num_workers=a.workers,
+                               out=out/f'{arch}-{task}', fallback=True, regression=reg, num_workers=a.workers, amp=a.amp or None,
+                               balance=None if a.balance == 'none' else a.balance,
                                note='real EyePACS 256 px' + (f' (subset of {a.limit})' if a.limit else ''))
             v = met['valid']
-            runs.append(dict(arch=arch, task=task, size=size, epochs=a.epochs, pretrained=met['pretrained'],
+            runs.append(dict(arch=arch, task=task, size=size, epochs=a.epochs, pretrained=met['pretrained'], amp=a.amp, balance=a.balance,
                              auc=v.get('auc'), sensitivity=v.get('sensitivity'), specificity=v.get('specificity'),
                              qwk=v.get('qwk'), accuracy=v.get('accuracy'), n_train=met['n_train'], n_valid=met['n_valid'],
                              train_minutes=round(met['train_seconds']/60, 1), wall_minutes=round((time.perf_counter()-t0)/60, 1),

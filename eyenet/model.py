@@ -27,11 +27,11 @@ from .data import TASKS, find_labels, read_labels, patient_split, atomic_write
 from .augment import fundus_tfms, balance_dls, BALANCE
 
 # %% auto #0
-__all__ = ['LITE0', 'LITE0_STATS', 'ARCHS', 'EyeNetCNN', 'train_gflops', 'EyeNetSeed', 'lite0_weights_path', 'load_lite0',
-           'tv_weights_file', 'has_weights', 'resolve_pretrained', 'create_model', 'model_config', 'save_model',
-           'load_model', 'prepare_image', 'predict_probs', 'score_to_grade', 'StoreImage', 'eyenet_dls', 'task_metrics',
-           'ChannelsLastCPU', 'CPUBFloat16', 'eyenet_learner', 'tune_thresholds', 'binary_report', 'valid_report',
-           'DDPTrainer', 'init_distrib', 'ddp_ctx', 'train', 'train_cli']
+__all__ = ['LITE0', 'LITE0_STATS', 'ARCHS', 'EyeNetCNN', 'dense_alive', 'train_gflops', 'EyeNetSeed', 'lite0_weights_path',
+           'load_lite0', 'tv_weights_file', 'has_weights', 'resolve_pretrained', 'create_model', 'model_config',
+           'save_model', 'load_model', 'prepare_image', 'predict_probs', 'score_to_grade', 'StoreImage', 'eyenet_dls',
+           'task_metrics', 'ChannelsLastCPU', 'CPUBFloat16', 'eyenet_learner', 'tune_thresholds', 'binary_report',
+           'valid_report', 'DDPTrainer', 'init_distrib', 'ddp_ctx', 'train', 'train_cli']
 
 # %% ../nbs/04_model.ipynb #8380f54e
 def _conv(ni, nf, bn): # pooling straight after the convolution: BN and ReLU then touch 4x fewer values
@@ -43,12 +43,28 @@ class EyeNetCNN(nn.Sequential):
                  n_out:int=2, # number of outputs (classes, or 1 for a regression score)
                  size:int=256, # side of the square input
                  nf:int=32, # depth of each convolution
-                 bn:bool=True, # BatchNorm after each convolution
+                 bn:bool=True, # BatchNorm after each convolution and the dense layer
                  p:float=0.25, # dropout before the output layer
                 ):
         if size % 8: raise ValueError(f"EyeNetCNN needs a size divisible by 8, got {size}")
+        dense = [nn.Linear(nf*(size//8)**2, 128, bias=not bn)] + ([nn.BatchNorm1d(128)] if bn else [])
         super().__init__(*_conv(3, nf, bn), *_conv(nf, nf, bn), *_conv(nf, nf, bn), nn.Flatten(),
-                         nn.Linear(nf*(size//8)**2, 128), nn.ReLU(inplace=True), nn.Dropout(p), nn.Linear(128, n_out))
+                         *dense, nn.ReLU(inplace=True), nn.Dropout(p), nn.Linear(128, n_out))
+
+# %% ../nbs/04_model.ipynb #4464cfaf
+def dense_alive(model:nn.Sequential, # an `EyeNetCNN` (or any `nn.Sequential` with a ReLU after its dense layer)
+                xb:torch.Tensor, # a batch of network inputs
+               )->float: # share of the first dense layer's units that are positive for at least one input
+    "Share of the dense layer's ReLU units alive on `xb`: near 0 means the network has collapsed to a constant."
+    h, seen, was = xb, False, model.training
+    try:
+        with torch.no_grad():
+            for l in model.eval():
+                h = l(h)
+                seen |= isinstance(l, nn.Linear)
+                if seen and isinstance(l, nn.ReLU): return float((h > 0).any(0).float().mean())
+    finally: model.train(was)
+    raise ValueError("the model has no ReLU after a dense layer")
 
 # %% ../nbs/04_model.ipynb #1ddc24b7
 def train_gflops(model:nn.Module, # network to measure
@@ -453,7 +469,7 @@ def valid_report(learn, # trained learner from `eyenet_learner`
     "Score the validation photos with scikit-learn: AUC/sensitivity/specificity (binary) or accuracy/QWK (grades)."
     from sklearn.metrics import cohen_kappa_score, accuracy_score
     cfg = learn.eyenet_cfg
-    preds,targs = learn.get_preds(ds_idx=1)
+    preds,targs = learn.get_preds(ds_idx=1, act=lambda o: o) # raw outputs: the softmax is ours, whatever the loss
     preds,targs = preds.float().numpy(), targs.numpy()
     if cfg['regression']:
         if thresholds is None:
@@ -598,7 +614,7 @@ def train(data:str|Path, # dataset folder in Kaggle layout (`train/` + labels), 
     rep = valid_report(learn)
     thr = rep.pop('thresholds', None)
     met = _jsonable(dict(task=task, arch=arch, pretrained=pre, size=size, epochs=epochs, freeze_epochs=freeze_epochs if pre else 0,
-               bs=bs, processes=world, lr=lr, split=dict(valid_pct=valid_pct, seed=seed), balance=balance, regression=regression, data=str(data), note=note,
+               bs=bs, processes=world, lr=lr, amp=bool(amp) or _gpu(dls), split=dict(valid_pct=valid_pct, seed=seed), balance=balance, regression=regression, data=str(data), note=note,
                n_train=ntr, n_valid=nva, device=str(dls.device), train_seconds=round(secs, 1),
                images_per_second=round(ntr*(epochs + (freeze_epochs if pre else 0))/secs, 2), valid=rep, history=hist))
     if rank == 0:
