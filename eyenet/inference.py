@@ -25,11 +25,11 @@ from fastcore.parallel import num_cpus
 from .data import IMG_EXTS, atomic_write
 from .preprocess import process_photo
 from .model import load_model, prepare_image, predict_probs, score_to_grade
-from .results import gradcam, plot_cam
+from .results import gradcam, plot_cam, cam_target
 
 # %% auto #0
 __all__ = ['photo_list', 'prep_photo', 'prep_photos', 'ort_session', 'onnx_config', 'Predictor', 'decide', 'prob_cols', 'predict',
-           'cam_target', 'save_cam', 'ProbsHead', 'export_onnx', 'parity', 'export_coreml', 'predict_cli', 'export_cli']
+           'save_cam', 'ProbsHead', 'export_onnx', 'parity', 'export_coreml', 'predict_cli', 'export_cli']
 
 # %% ../nbs/06_inference.ipynb #394c74fe
 def photo_list(photos, # a photo, a folder, or a list of photos and folders
@@ -245,11 +245,6 @@ def predict(model, # model folder, `.onnx` file, or `Predictor`
     return df
 
 # %% ../nbs/06_inference.ipynb #6f391cd4
-def cam_target(cfg:dict)->int|None:
-    "The class a Grad-CAM map explains: the positive class of a two-class model, the top grade otherwise."
-    if cfg.get('regression') or cfg.get('n_out') == 1: return 0
-    return 1 if len(cfg['classes']) == 2 else None
-
 def save_cam(pred:Predictor, # the predictor
              x:np.ndarray, # prepared photo `[3, S, S]`
              crop:np.ndarray, # the crop it came from, uint8 `[S, S, 3]`

@@ -31,8 +31,8 @@ __all__ = ['IDX_DR', 'TUTORIAL', 'METRICS', 'LABELS', 'confusion_counts', 'roc_a
            'apply_temperature', 'crossfit_temperature', 'fuse_eyes', 'gate_metrics', 'tutorial_table', 'plot_confusion',
            'plot_roc', 'plot_pr', 'plot_calibration', 'photo_losses', 'plot_top_losses', 'find_cam_layer', 'gradcam',
            'plot_cam', 'dihedral', 'tta_probs', 'score_photos', 'binary_view', 'clinical_report', 'photo_table',
-           'split_params', 'training_patients', 'save_figures', 'md_table', 'report_md', 'is_synthetic', 'photo_mode',
-           'evaluate', 'evaluate_cli']
+           'split_params', 'training_patients', 'cam_target', 'save_figures', 'md_table', 'report_md', 'is_synthetic',
+           'photo_mode', 'evaluate', 'evaluate_cli']
 
 # %% ../nbs/05_results.ipynb #407d8bd7
 def confusion_counts(y, # true labels, 0/1
@@ -718,9 +718,11 @@ def _model_view(path, cfg, preprocessed):
     if preprocessed: return load_photo(path).convert('RGB').resize((cfg['size'],)*2)
     return process_photo(path, size=cfg['size'], graham=cfg.get('graham', False))[0]
 
-def _cam_target(cfg):
-    if cfg.get('regression') or cfg.get('n_out', 2)==1: return 0
-    return None if cfg.get('task')=='grade' else 1
+def cam_target(cfg:dict, # model config
+              )->int|None: # class index; None: the top class of each photo
+    "The class a Grad-CAM map explains: the positive class of a two-class model, the top grade otherwise."
+    if cfg.get('regression') or cfg.get('n_out', 2) == 1: return 0
+    return 1 if len(cfg.get('classes', (0, 1))) == 2 else None
 
 # %% ../nbs/05_results.ipynb #9815ee7c
 def save_figures(preds:pd.DataFrame, # predictions table (see `clinical_report`) with `path`, `image`
@@ -778,7 +780,7 @@ def save_figures(preds:pd.DataFrame, # predictions table (see `clinical_report`)
         if views:
             fig,axs = plt.subplots(2, len(views), figsize=(2.8*len(views), 5.8), squeeze=False)
             for j,(img,r) in enumerate(views):
-                cam = gradcam(model, prepare_image(img, cfg), target=_cam_target(cfg))
+                cam = gradcam(model, prepare_image(img, cfg), target=cam_target(cfg))
                 axs[0,j].imshow(img); axs[0,j].axis('off'); axs[0,j].set_title(f"{r.image}: true {bv.positive if r.ybin else neg}", fontsize=8)
                 plot_cam(img, cam, ax=axs[1,j], title=f"Grad-CAM, p={r.score:.2f}")
             fig.tight_layout()
