@@ -12,21 +12,25 @@ Prints, in one run:
    among the processes sharing them) summed over the main process and its workers, and the largest single
    process's RSS. It must stay under 1 GiB and not grow with the number of photos.
 
-Default photos: the real camera photos in ../shared/data/eyepacs-raw when present, else synthetic full-size
-frames (labelled so in the output).
+Default photos: the real camera photos in `shared_data('eyepacs-raw/train')` (../shared/data beside the checkout)
+when present, else synthetic full-size frames (labelled so in the output, after a line saying the real ones are absent).
 """
-import argparse, io, os, shutil, subprocess, sys, tempfile, threading, time
+import io, os, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 import psutil
 from PIL import Image
+from fastcore.script import call_parse, store_true
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+from eyenet.data import shared_data
 from eyenet.preprocess import process_photo
 
 def default_src():
-    for p in (Path('../shared/data/eyepacs-raw'), HERE.parent.parent/'shared/data/eyepacs-raw'):
-        if (p/'train').is_dir(): return p/'train', 'real EyePACS camera photos'
+    "The real raw camera photos beside the checkout, if present: (folder, what they are) or (None, None)."
+    src = shared_data('eyepacs-raw/train')
+    if src is not None and src.is_dir(): return src, 'real EyePACS camera photos'
+    print("bench/preprocess.py: the real raw photos (../shared/data/eyepacs-raw/train) are absent; using synthetic frames")
     return None, None
 
 def synthetic_src(dest):
@@ -49,7 +53,7 @@ def full_decode(fn, size):
 
 def pipeline(fn, size):
     "Our whole pipeline for one photo, output JPEG-encoded as `preprocess` writes it."
-    img, rec = process_photo(fn, size)
+    img, rec = process_photo(src=fn, size=size)
     if img is not None: img.save(io.BytesIO(), 'JPEG', quality=95)
 
 def per_core(files, size, reps):
@@ -87,7 +91,8 @@ def tree_mem(p):
 def batch(src, dest, size, workers):
     "Run a whole `preprocess` batch (with the array store) in a subprocess; wall seconds and peak RSS of its process tree."
     code = ("import sys; from eyenet.preprocess import preprocess\n"
-            "preprocess(sys.argv[1], sys.argv[2], size=int(sys.argv[3]), workers=int(sys.argv[4]), store=True, progress=False)")
+            "preprocess(src=sys.argv[1], dest=sys.argv[2], size=int(sys.argv[3]), workers=int(sys.argv[4]), store=True,\n"
+            "           progress=False)")
     t = time.perf_counter()
     proc = subprocess.Popen([sys.executable, '-c', code, str(src), str(dest), str(size), str(workers)], cwd=HERE.parent)
     p, rss, pss, one = psutil.Process(proc.pid), 0, 0, 0
@@ -98,37 +103,43 @@ def batch(src, dest, size, workers):
     if proc.returncode: raise SystemExit(f"batch run failed ({proc.returncode})")
     return time.perf_counter() - t, rss, pss, one
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--src', help='folder of raw photos (default: ../shared/data/eyepacs-raw/train, else synthetic)')
-    ap.add_argument('--synthetic', action='store_true', help='use synthetic full-size frames even when the real photos are there')
-    ap.add_argument('--size', type=int, default=256)
-    ap.add_argument('--reps', type=int, default=3, help='passes over the photos for the per-core timing')
-    ap.add_argument('--workers', type=int, default=os.cpu_count(), help='processes for the batch run')
-    a = ap.parse_args()
+def speed(files, size, reps):
+    "Print photos per second per core of our pipeline and of a full decode, interleaved and each alone."
+    full, ours = per_core(files, size, reps)
+    print(f"plain full PIL decode        : {full:6.1f} photos/s/core")
+    print(f"eyenet preprocess (all of it): {ours:6.1f} photos/s/core")
+    print(f"ratio ours / full decode     : {ours/full:6.2f}x   (target >= 2x)")
+    fa, oa = alone(full_decode, files, size, reps), alone(pipeline, files, size, reps)
+    print(f"check, each alone back to back: full decode {fa:.1f}, ours {oa:.1f} photos/s/core, ratio {oa/fa:.2f}x")
+
+def memory(files, tmp, size, workers):
+    "Print the peak memory of a `preprocess` batch of the files, and of 4x as many (the same files under other names)."
+    for k in (1, 4):
+        d = tmp/f'src{k}'/'train'; d.mkdir(parents=True)
+        for r in range(k):
+            for f in files: os.symlink(f.resolve(), d/f'{r}{f.name}')
+        wall, rss, pss, one = batch(d.parent, tmp/f'out{k}', size, workers)
+        n, M = k*len(files), 2**20
+        print(f"batch of {n:4d} photos, {workers} workers, with array store: {n/wall:5.1f} photos/s wall (start included); "
+              f"peak memory of all processes: RSS {rss/M:.0f} MiB, PSS {pss/M:.0f} MiB; largest process RSS {one/M:.0f} MiB")
+
+@call_parse
+def main(src:str=None, # folder of raw photos (default: the real ones, `shared_data('eyepacs-raw/train')`, else synthetic)
+         synthetic:store_true=False, # use synthetic full-size frames even when the real photos are there
+         size:int=256, # output side in pixels
+         reps:int=3, # passes over the photos for the per-core timing
+         workers:int=os.cpu_count(), # worker processes for the batch run
+        ):
+    "Benchmark `eyenet.preprocess` against a plain full PIL decode of the same photos, and measure a batch's peak memory."
     tmp = Path(tempfile.mkdtemp(prefix='eyenet-bench-'))
     try:
-        src, what = (Path(a.src), f'photos in {a.src}') if a.src else (None, None) if a.synthetic else default_src()
+        src, what = (Path(src), f'photos in {src}') if src else (None, None) if synthetic else default_src()
         if src is None: src, what = synthetic_src(tmp/'synth')
         files = sorted(p for p in src.iterdir() if p.suffix.lower() in ('.jpeg', '.jpg', '.png', '.tif', '.tiff'))
         mp = sum(Image.open(f).size[0]*Image.open(f).size[1] for f in files)/len(files)/1e6
         mb = sum(f.stat().st_size for f in files)/len(files)/1e6
-        print(f"{len(files)} {what}, {mp:.1f} MP and {mb:.1f} MB on average, output {a.size} px, {os.cpu_count()} cores, "
+        print(f"{len(files)} {what}, {mp:.1f} MP and {mb:.1f} MB on average, output {size} px, {os.cpu_count()} cores, "
               f"{psutil.cpu_count(logical=False)} physical; Pillow {Image.__version__}")
-        full, ours = per_core(files, a.size, a.reps)
-        print(f"plain full PIL decode        : {full:6.1f} photos/s/core")
-        print(f"eyenet preprocess (all of it): {ours:6.1f} photos/s/core")
-        print(f"ratio ours / full decode     : {ours/full:6.2f}x   (target >= 2x)")
-        fa, oa = alone(full_decode, files, a.size, a.reps), alone(pipeline, files, a.size, a.reps)
-        print(f"check, each alone back to back: full decode {fa:.1f}, ours {oa:.1f} photos/s/core, ratio {oa/fa:.2f}x")
-        for k in (1, 4):
-            d = tmp/f'src{k}'/'train'; d.mkdir(parents=True)
-            for r in range(k):
-                for f in files: os.symlink(f.resolve(), d/f'{r}{f.name}')
-            wall, rss, pss, one = batch(d.parent, tmp/f'out{k}', a.size, a.workers)
-            n, M = k*len(files), 2**20
-            print(f"batch of {n:4d} photos, {a.workers} workers, with array store: {n/wall:5.1f} photos/s wall (start included); "
-                  f"peak memory of all processes: RSS {rss/M:.0f} MiB, PSS {pss/M:.0f} MiB; largest process RSS {one/M:.0f} MiB")
+        speed(files, size, reps)
+        memory(files, tmp, size, workers)
     finally: shutil.rmtree(tmp, ignore_errors=True)
-
-if __name__ == '__main__': main()

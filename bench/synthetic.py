@@ -1,5 +1,9 @@
-"Speed of the synthetic fundus generator: photos per second per core (target: >= 20 at 1024 px)."
-import io, sys, time
+"""Speed of the synthetic fundus generator: photos per second per core (target: >= 20 at 1024 px).
+
+    python bench/synthetic.py [N]
+"""
+import io, time
+from fastcore.script import call_parse
 from eyenet.synthetic import synth_fundus
 
 def rate(size, n, aspect=1.0, jpeg=False):
@@ -11,8 +15,10 @@ def rate(size, n, aspect=1.0, jpeg=False):
         if jpeg: img.save(io.BytesIO(), 'JPEG', quality=90)
     return n/(time.process_time()-c0), n/(time.perf_counter()-t0)
 
-if __name__ == '__main__':
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 50
+@call_parse(pos=['n'])
+def main(n:int=50, # synthetic photos per row (the 10 MP row makes a tenth of them, at least 5)
+        ):
+    "Speed of the synthetic fundus generator: photos per second per core (target: >= 20 at 1024 px)."
     print(f"synth_fundus, {n} synthetic photos per row, grades 0-4 in turn, one process")
     print(f"{'frame':>22} {'photos/CPU-s':>13} {'photos/wall-s':>14}")
     for size, aspect, jpeg, what in ((512, 1.0, False, '512x512'), (1024, 1.0, False, '1024x1024'),

@@ -1,7 +1,7 @@
 """Training throughput of EyeNetCNN and eyenet-seed at 256 px on this machine's CPU: real loader vs in-memory tensors.
 
     python bench/train.py [--nets eyenet,eyenet-seed] [--bs 32] [--seed-bs 512] [--chunk 32] [--steps 12]
-                          [--seed-steps 1] [--rounds 4] [--workers 0] [--amp both|fp32|bf16] [--store DIR]
+                          [--seed-steps 1] [--rounds 4] [--num-workers 0] [--amp both|fp32|bf16] [--store DIR]
 
 Each network (and precision) trains in its own process through the same fastai `Learner`
 (`eyenet.model.eyenet_learner`: class-weighted loss, Adam, channels-last) fed two ways:
@@ -20,26 +20,30 @@ Reference (issue): the original Keras `cnn.py` trains at 4.45 images/s on 2 core
 batch 512. Targets: eyenet-seed >= 4.45 images/s with <= 9.9 GiB; EyeNetCNN >= 40 images/s on 2 cores through the
 real loader, and the loader >= 0.8x the in-memory rate.
 
-Photos: ../shared/data/eyepacs-256 (real EyePACS, 256 px) when present, else the synthetic sample cropped to
-256 px (labelled synthetic). Timings depend on what else runs on the machine: the load average is printed.
+Photos: `shared_data('eyepacs-256')` (real EyePACS, 256 px, ../shared/data beside the checkout) when present, else
+the synthetic sample cropped to 256 px (labelled synthetic, after a line saying the real photos are absent).
+Timings depend on what else runs on the machine: the load average is printed.
 """
-import argparse, json, os, resource, subprocess, sys, tempfile, time, warnings
+import json, os, resource, subprocess, sys, tempfile, time, warnings
 from pathlib import Path
+from typing import Annotated
+from fastcore.script import call_parse
+from eyenet.data import shared_data
 
-HERE = Path(__file__).resolve().parent
-REAL = HERE.parent.parent/'shared'/'data'/'eyepacs-256'
 GF = {'eyenet': 1.5, 'eyenet-seed': 47.}
 
 def photos():
     "Real 256 px photos if present, else the synthetic sample cropped to 256 px."
-    if (REAL/'trainLabels.csv').exists(): return REAL, 'real EyePACS 256 px photos (../shared/data/eyepacs-256)'
+    real = shared_data('eyepacs-256')
+    if real is not None and (real/'trainLabels.csv').exists(): return real, f'real EyePACS 256 px photos ({real})'
+    print("bench/train.py: the real photos (../shared/data/eyepacs-256) are absent; using the synthetic sample")
     from eyenet.synthetic import sample_data
     from eyenet.preprocess import preprocess
     d = Path(tempfile.gettempdir())/'eyenet-bench-train-256'
-    preprocess(sample_data(), d, size=256, workers=0, progress=False)
+    preprocess(src=sample_data(), dest=d, size=256, workers=0, progress=False)
     return d, 'SYNTHETIC sample cropped to 256 px'
 
-def one(a):
+def time_one(a):
     "Run one network/precision in this process, real loader and in-memory blocks interleaved; print a JSON line."
     warnings.filterwarnings('ignore')
     import torch
@@ -49,13 +53,13 @@ def one(a):
     data = Path(a['data'])
     df = patient_split(read_labels(find_labels(data), data/'train'))
     chunk = a['chunk'] if a['bs'] > a['chunk'] else a['bs']
-    dls = eyenet_dls(df, 'dr', size=256, bs=chunk, balance='weights', num_workers=a['workers'], store=a['store'],
+    dls = eyenet_dls(df=df, task='dr', size=256, bs=chunk, balance='weights', num_workers=a['num_workers'], store=a['store'],
                      stats=ARCHS[a['net']].stats)
     class Accumulate(GradientAccumulation):
         "fastai's `GradientAccumulation`, counting on across timing blocks."
         def before_fit(self): self.count = getattr(self, 'count', 0)
     cbs = [Accumulate(a['bs'])] if a['bs'] > chunk else []
-    learn = eyenet_learner(dls, a['net'], pretrained=False, amp=a['amp'] == 'bf16', cbs=cbs)
+    learn = eyenet_learner(dls=dls, arch=a['net'], pretrained=False, amp=a['amp'] == 'bf16', cbs=cbs)
     real = dls.train
 
     class Clock(Callback):
@@ -95,42 +99,14 @@ def one(a):
                           rss_gib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/2**20, threads=torch.get_num_threads())))
 
 def run(cfg):
+    "Run `time_one(cfg)` in a fresh process (this script with `--one`) and return its JSON result."
     r = subprocess.run([sys.executable, __file__, '--one', json.dumps(cfg)], capture_output=True, text=True)
     lines = [l for l in r.stdout.splitlines() if l.startswith('{')]
     if r.returncode or not lines: raise SystemExit(f"bench run {cfg} failed:\n{r.stderr[-3000:]}")
     return json.loads(lines[-1])
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    ap.add_argument('--nets', default='eyenet,eyenet-seed')
-    ap.add_argument('--bs', type=int, default=32, help='batch size of EyeNetCNN')
-    ap.add_argument('--seed-bs', type=int, default=512, help='batch size of eyenet-seed (the Keras one)')
-    ap.add_argument('--chunk', type=int, default=32, help='photos per forward/backward pass for eyenet-seed')
-    ap.add_argument('--steps', type=int, default=12, help='timed optimiser steps of EyeNetCNN, per feed')
-    ap.add_argument('--seed-steps', type=int, default=1, help='timed optimiser steps of eyenet-seed, per feed (1-3 min each)')
-    ap.add_argument('--rounds', type=int, default=4, help='timed blocks per feed, loader and in-memory alternating')
-    ap.add_argument('--workers', type=int, default=0, help='loader processes')
-    ap.add_argument('--amp', default='both', choices=['both', 'fp32', 'bf16'])
-    ap.add_argument('--store', default=None, help='array store folder (eyenet-preprocess --store) instead of JPEGs')
-    ap.add_argument('--one', default=None, help=argparse.SUPPRESS)
-    a = ap.parse_args()
-    if a.one: return one(json.loads(a.one))
-    data, what = photos()
-    print(f"bench/train.py: {what}; {os.cpu_count()} CPU cores, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}; "
-          f"load average before: {os.getloadavg()[0]:.1f}")
-    amps = ['fp32', 'bf16'] if a.amp == 'both' else [a.amp]
-    rows = []
-    for net in a.nets.split(','):
-        bs, steps = (a.seed_bs, a.seed_steps) if net == 'eyenet-seed' else (a.bs, a.steps)
-        for amp in amps:
-            r = run(dict(net=net, bs=bs, chunk=a.chunk, steps=steps, rounds=a.rounds, workers=a.workers, amp=amp,
-                         data=str(data), store=a.store))
-            for feed in ('loader', 'memory'):
-                print(f"  {net:12s} {amp} bs {bs:4d} {feed:7s}: {r[feed]['ips']:6.2f} images/s  {r[feed]['cpu_ms']:7.1f} CPU ms/image", flush=True)
-            print(f"  {'':12s} peak RSS {r['rss_loader_gib']:.2f} GiB training from the loader, {r['rss_gib']:.2f} GiB with the in-memory copy; "
-                  f"{r['images']} timed photos per feed", flush=True)
-            rows.append((net, amp, bs, r))
-    print(f"\nload average after: {os.getloadavg()[0]:.1f}\n")
+def table(rows):
+    "Print the runs as one table, with what the ratios mean and the targets."
     print(f"{'network':12s} {'prec':5s} {'batch':>5s} {'loader img/s':>12s} {'memory img/s':>12s} {'ratio':>6s} "
           f"{'CPU ms/img (loader/mem)':>24s} {'CPU ratio':>9s} {'GFLOP/img':>9s} {'peak RSS GiB (loader/+mem)':>27s}")
     for net, amp, bs, r in rows:
@@ -143,4 +119,36 @@ def main():
     print("\nreference: Keras cnn.py (eyenet-seed) 4.45 images/s, 19.8 GiB at batch 512 on 2 cores. "
           "Targets: eyenet-seed >= 4.45 images/s and <= 9.9 GiB; EyeNetCNN >= 40 images/s through the loader, ratio >= 0.8.")
 
-if __name__ == '__main__': main()
+@call_parse
+def main(nets:str='eyenet,eyenet-seed', # comma list of networks to time
+         bs:int=32, # batch size of EyeNetCNN
+         seed_bs:int=512, # batch size of eyenet-seed (the Keras one)
+         chunk:int=32, # photos per forward/backward pass for eyenet-seed
+         steps:int=12, # timed optimiser steps of EyeNetCNN, per feed
+         seed_steps:int=1, # timed optimiser steps of eyenet-seed, per feed (1-3 min each)
+         rounds:int=4, # timed blocks per feed, loader and in-memory alternating
+         num_workers:int=0, # data-loader processes (`num_workers` of `eyenet.model.train`)
+         amp:Annotated[str, "precision: fp32, bf16 (bfloat16 autocast on CPU) or both, one after the other",
+                       dict(choices=['both', 'fp32', 'bf16'])]='both',
+         store:str=None, # array store folder (eyenet-preprocess --store) instead of JPEGs
+         one:str=None, # internal: the JSON config of one run, when the script calls itself in a fresh process
+        ):
+    "Training throughput of EyeNetCNN and eyenet-seed at 256 px on this machine's CPU: real loader vs in-memory tensors."
+    if one: return time_one(json.loads(one))
+    data, what = photos()
+    print(f"bench/train.py: {what}; {os.cpu_count()} CPU cores, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}; "
+          f"load average before: {os.getloadavg()[0]:.1f}")
+    amps = ['fp32', 'bf16'] if amp == 'both' else [amp]
+    rows = []
+    for net in nets.split(','):
+        nbs, nsteps = (seed_bs, seed_steps) if net == 'eyenet-seed' else (bs, steps)
+        for prec in amps:
+            r = run(dict(net=net, bs=nbs, chunk=chunk, steps=nsteps, rounds=rounds, num_workers=num_workers, amp=prec,
+                         data=str(data), store=store))
+            for feed in ('loader', 'memory'):
+                print(f"  {net:12s} {prec} bs {nbs:4d} {feed:7s}: {r[feed]['ips']:6.2f} images/s  {r[feed]['cpu_ms']:7.1f} CPU ms/image", flush=True)
+            print(f"  {'':12s} peak RSS {r['rss_loader_gib']:.2f} GiB training from the loader, {r['rss_gib']:.2f} GiB with the in-memory copy; "
+                  f"{r['images']} timed photos per feed", flush=True)
+            rows.append((net, prec, nbs, r))
+    print(f"\nload average after: {os.getloadavg()[0]:.1f}\n")
+    table(rows)

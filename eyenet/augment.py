@@ -10,14 +10,12 @@ import os
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from PIL import Image, ImageOps
-from fastcore.parallel import parallel
 from fastai.vision.augment import aug_transforms
 from fastai.data.core import DataLoaders
 from fastai.callback.data import WeightedDL
 from fastai.losses import CrossEntropyLossFlat
 import matplotlib.pyplot as plt
-from .data import atomic_write
-
+from .data import atomic_write, parallel_map
 
 # %% auto #0
 __all__ = ['OFFLINE_AUGS', 'BALANCE', 'apply_aug', 'balance_offline', 'augment_offline', 'copy_leak', 'show_offline',
@@ -83,7 +81,7 @@ def _write_aug(job):
 # %% ../nbs/03_augment.ipynb #723b5f18
 def augment_offline(df:pd.DataFrame, # table from `balance_offline`, with `path` to every source photo
                     dest:str|Path, # folder receiving `train/<image>.<ext>` for every copy
-                    workers:int=0, # processes writing copies (0: in this process)
+                    workers:int=0, # worker processes writing copies (0: in this process)
                     progress:bool=False, # show a progress bar
                    )->pd.DataFrame: # `df` with `path` of each copy pointing at its file
     "Write the copies listed by `balance_offline` as photo files, skipping those already there."
@@ -94,7 +92,7 @@ def augment_offline(df:pd.DataFrame, # table from `balance_offline`, with `path`
     cp = df[df['aug'] != '']
     fns = [out/f"{i}{Path(src[s]).suffix or '.jpeg'}" for i,s in zip(cp['image'], cp['source'])]
     args = [(src[s], a, fn) for s,a,fn in zip(cp['source'], cp['aug'], fns)]
-    parallel(_write_aug, args, n_workers=workers, progress=progress, threadpool=False)
+    parallel_map(_write_aug, args, workers=workers, progress=progress, desc='offline copies')
     df = df.copy()
     df.loc[cp.index, 'path'] = [str(f) for f in fns]
     return df

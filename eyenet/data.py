@@ -1,4 +1,4 @@
-"""Label tables, patient-level splits and a leak audit for fundus photo datasets.
+"""Label tables (DR grades and image quality), patient-level splits and a leak audit for fundus photo datasets, and the plumbing every module shares: safe file writes, worker pools, command-line helpers.
 
 Docs: https://eyenet-dr.github.io/eyenet/data.html.md"""
 
@@ -6,23 +6,32 @@ Docs: https://eyenet-dr.github.io/eyenet/data.html.md"""
 
 # %% ../nbs/00_data.ipynb #8a4a6e4b
 from __future__ import annotations
-import hashlib, os, re, warnings
+import ast, contextlib, hashlib, importlib.metadata, importlib.util, os, re, signal, sys, threading, time, warnings
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor, FIRST_COMPLETED, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.basics import AttrDict
+from fastcore.script import call_parse, CliError
+from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['GRADES', 'TASKS', 'IMG_EXTS', 'parse_image_id', 'photo_files', 'find_labels', 'label_report', 'read_labels',
-           'atomic_write', 'shared_data', 'patient_table', 'patient_split', 'patient_folds', 'leak_audit']
+__all__ = ['GRADES', 'QUALITY_GRADES', 'TASKS', 'IMG_EXTS', 'CLI_ERRORS', 'parse_image_id', 'photo_files', 'find_labels',
+           'label_report', 'read_labels', 'read_quality', 'atomic_write', 'write_csv', 'shared_data', 'patient_table',
+           'patient_split', 'patient_folds', 'leak_audit', 'task_table', 'task_rows', 'WorkerDied', 'pool_map',
+           'parallel_map', 'cli_errors', 'commands', 'help_cli']
 
 # %% ../nbs/00_data.ipynb #a019a95e
 GRADES = {0: 'No DR', 1: 'Mild NPDR', 2: 'Moderate NPDR', 3: 'Severe NPDR', 4: 'Proliferative DR'}
+QUALITY_GRADES = {0: 'good', 1: 'usable', 2: 'reject'}  # EyeQ's image-quality grades (Fu et al., MICCAI 2019)
 
 # %% ../nbs/00_data.ipynb #5e981a79
 TASKS = {
     'dr':        AttrDict(col='dr',        classes=['no DR', 'DR'],               desc='any DR (grade >= 1)'),
     'referable': AttrDict(col='referable', classes=['non-referable', 'referable'], desc='referable DR (grade >= 2)'),
     'grade':     AttrDict(col='level',     classes=[str(g) for g in GRADES],     desc='ICDR grade 0-4'),
+    'quality':   AttrDict(col='quality',   classes=list(QUALITY_GRADES.values()), desc='image quality: good, usable, reject (EyeQ)'),
 }
 
 # %% ../nbs/00_data.ipynb #3d014684
@@ -67,16 +76,23 @@ def _detect_cols(raw, image_col, level_col, fn):
     raise ValueError(f"{fn}: no image/grade columns found (looked for {pairs}); columns are {list(raw.columns)}. "
                      "Pass `image_col` and `level_col`.")
 
+def _stems(s):
+    "Photo ids from names or paths: `train/10_left.jpeg` -> `10_left`."
+    return s.fillna('').astype(str).str.strip().map(lambda n: Path(n).name.split('.')[0])
+
 # %% ../nbs/00_data.ipynb #ddea98d2
-def label_report(raw:pd.DataFrame, # table with `image` and raw `level` columns
+def label_report(raw:pd.DataFrame, # table with `image` and the raw label columns, `level` and/or `quality`
                  img_dir:str|Path|None=None, # photo folder to match against, if any
                 )->AttrDict: # problems found, one list per kind
     "Find unknown grades, duplicate ids, labels without photos and photos without labels."
-    lv = pd.to_numeric(raw['level'], errors='coerce')
-    bad = raw.loc[~lv.isin(list(GRADES)), ['image','level']]
+    bad = raw.iloc[:0]
+    if 'level' in raw.columns:
+        lv = pd.to_numeric(raw['level'], errors='coerce')
+        bad = raw.loc[~lv.isin(list(GRADES)), ['image','level']]
+    keys = [c for c in ('level', 'quality') if c in raw.columns]
     dup = raw[raw['image'].duplicated(keep=False)]
-    conflict = dup.groupby('image')['level'].nunique()
-    rep = AttrDict(bad_grades=bad.to_dict('records'),
+    conflict = dup.groupby('image')[keys].nunique().max(axis=1) if keys and len(dup) else pd.Series(dtype=int)
+    rep = AttrDict(bad_grades=bad[['image','level']].to_dict('records') if len(bad) else [],
                    duplicates=sorted(dup['image'].unique().tolist()),
                    conflicting=sorted(conflict[conflict>1].index.tolist()),
                    missing_photos=[], unlabelled_photos=[])
@@ -92,36 +108,90 @@ def _summary(rep, fn):
     parts = [f"{len(v)} {k.replace('_',' ')} (e.g. {v[0]})" for k,v in rep.items() if v]
     return f"{fn}: " + '; '.join(parts) if parts else ''
 
+# %% ../nbs/00_data.ipynb #db30b0fd
+def _quality_values(s:pd.Series, # raw quality column, as strings
+                    fn, # the file it came from, for messages
+                   )->pd.Series: # 'Int64' grades 0-2, <NA> where blank
+    "Check and convert a column of image-quality grades; a ValueError naming `fn` for anything but 0, 1, 2 or blank."
+    v = pd.to_numeric(s, errors='coerce')
+    given = s.fillna('').astype(str).str.strip() != ''
+    bad = s[given & ~v.isin(list(QUALITY_GRADES))]
+    if len(bad): raise ValueError(f"{fn}: {len(bad)} quality values are not one of {list(QUALITY_GRADES)} "
+                                  f"({', '.join(f'{k} {v}' for k,v in QUALITY_GRADES.items())}), e.g. {bad.iloc[0]!r} on line {bad.index[0]+2}")
+    return v.where(given).astype('Int64')
+
+# %% ../nbs/00_data.ipynb #50f0ff74
+def _raw_labels(raw:pd.DataFrame, # a label CSV read as strings
+                image_col:str|None, level_col:str|None, # column names given by the caller, if any
+                fn, # the file, for messages
+               )->pd.DataFrame: # columns image, level (raw strings; absent in a quality-only table), quality (if any)
+    "The photo id, grade and image-quality columns of a label CSV, under EyeNet's names."
+    try: ic,lc = _detect_cols(raw, image_col, level_col, fn)
+    except ValueError:
+        if image_col or level_col or not {'image','quality'} <= set(raw.columns): raise
+        ic,lc = 'image',None                               # an `image,quality` table: no DR grades
+    out = pd.DataFrame({'image': _stems(raw[ic])})
+    if lc: out['level'] = raw[lc]
+    if 'quality' in raw.columns and lc != 'quality': out['quality'] = _quality_values(raw['quality'], fn)
+    return out
+
+# %% ../nbs/00_data.ipynb #c17bf217
+def _grade_cols(df:pd.DataFrame, # usable rows with `image` and, unless quality-only, an integer-valued `level`
+               )->pd.DataFrame: # with level, dr, referable (and patient, eye)
+    "Add the grade-derived columns; <NA> ('Int64') in a table without grades."
+    df = df.copy()
+    if 'level' in df.columns:
+        df['level'] = df['level'].astype(float).astype(int)
+        df['dr'], df['referable'] = (df['level'] >= 1).astype(int), (df['level'] >= 2).astype(int)
+    else:
+        for c in ('level', 'dr', 'referable'): df[c] = pd.array([pd.NA]*len(df), dtype='Int64')
+    df[['patient','eye']] = pd.DataFrame(df['image'].map(parse_image_id).tolist(), index=df.index, columns=['patient','eye'])
+    return df
+
 # %% ../nbs/00_data.ipynb #1466ffad
-def read_labels(csv:str|Path, # label CSV: Kaggle `image,level`, APTOS `id_code,diagnosis`, or any with the columns named below
+def read_labels(csv:str|Path, # label CSV: Kaggle `image,level`, APTOS `id_code,diagnosis`, `image,quality`, or any with the columns named below
                 img_dir:str|Path|None=None, # photo folder; adds a `path` column and checks photos against labels
                 image_col:str|None=None, # name of the photo id column, if not a known layout
                 level_col:str|None=None, # name of the grade column, if not a known layout
                 strict:bool=False, # raise on any problem instead of reporting it
-               )->pd.DataFrame: # one row per usable photo: image, patient, eye, level, dr, referable (+ path)
+                quality:str|Path|None=None, # image-quality CSV (`image,quality`, e.g. EyeQ's) to join on as the `quality` column
+               )->pd.DataFrame: # one row per usable photo: image, patient, eye, level, dr, referable (+ quality, path)
     "Read a label CSV into EyeNet's label table, reporting every row it cannot use."
     csv = Path(csv)
     if not csv.exists(): raise FileNotFoundError(f"{csv}: label file not found")
-    raw = pd.read_csv(csv, dtype=str)
-    ic,lc = _detect_cols(raw, image_col, level_col, csv)
-    raw = raw.rename(columns={ic:'image', lc:'level'})[['image','level']]
-    raw['image'] = raw['image'].str.strip().map(lambda s: Path(s).name.split('.')[0])
+    raw = _raw_labels(pd.read_csv(csv, dtype=str), image_col, level_col, csv)
     rep = label_report(raw, img_dir)
     msg = _summary(rep, csv)
     if msg and strict: raise ValueError(msg)
     if msg: warnings.warn(msg)
     skip = {r['image'] for r in rep.bad_grades} | set(rep.conflicting) | set(rep.missing_photos)
-    df = raw[~raw['image'].isin(skip)].drop_duplicates('image').reset_index(drop=True)
-    df['level'] = df['level'].astype(float).astype(int)
-    df[['patient','eye']] = pd.DataFrame(df['image'].map(parse_image_id).tolist(), index=df.index)
-    df['dr'] = (df['level'] >= 1).astype(int)
-    df['referable'] = (df['level'] >= 2).astype(int)
+    df = _grade_cols(raw[~raw['image'].isin(skip)].drop_duplicates('image').reset_index(drop=True))
+    if quality is not None: df['quality'] = df['image'].map(read_quality(quality).set_index('image')['quality']).astype('Int64')
     if img_dir is not None:
         files = photo_files(img_dir)
         df['path'] = df['image'].map(lambda i: str(files[i]))
-    df = df[['image','patient','eye','level','dr','referable'] + (['path'] if img_dir is not None else [])]
+    df = df[['image','patient','eye','level','dr','referable'] + [c for c in ('quality', 'path') if c in df.columns]]
     df.attrs['report'] = rep
     return df
+
+# %% ../nbs/00_data.ipynb #bd34bdf4
+def _read_quality_file(csv:Path)->pd.DataFrame:
+    "The checked `image,quality` rows of one CSV."
+    if not csv.exists(): raise FileNotFoundError(f"{csv}: quality label file not found")
+    raw = pd.read_csv(csv, dtype=str)
+    miss = [c for c in ('image', 'quality') if c not in raw.columns]
+    if miss: raise ValueError(f"{csv}: no {' or '.join(repr(m) for m in miss)} column; a quality table has the columns "
+                              f"image,quality (this one has {list(raw.columns)})")
+    return pd.DataFrame({'image': _stems(raw['image']), 'quality': _quality_values(raw['quality'], csv)}).dropna(subset=['quality'])
+
+def read_quality(csv:str|Path|list, # `image,quality` CSV (EyeQ's `Label_EyeQ_train.csv` as it is), or a list of them to combine
+                )->pd.DataFrame: # one row per graded photo: image (no extension), quality ('Int64': 0 good, 1 usable, 2 reject)
+    "Read image-quality grades (EyeQ: 0 good, 1 usable, 2 reject) from one or more CSVs, checking every value."
+    fns = [Path(c) for c in csv] if isinstance(csv, (list, tuple)) else [Path(csv)]
+    df = pd.concat([_read_quality_file(f) for f in fns], ignore_index=True)
+    n = df.groupby('image')['quality'].nunique()
+    if (n > 1).any(): raise ValueError(f"{' + '.join(map(str, fns))}: {int((n > 1).sum())} photos have two different quality grades, e.g. {n[n > 1].index[0]}")
+    return df.drop_duplicates('image').reset_index(drop=True)
 
 # %% ../nbs/00_data.ipynb #a6233126
 def atomic_write(fn:str|Path, # file to (re)write
@@ -134,6 +204,13 @@ def atomic_write(fn:str|Path, # file to (re)write
     finally:
         if tmp.exists(): tmp.unlink()
     return fn
+
+# %% ../nbs/00_data.ipynb #2f23ad0a
+def write_csv(df:pd.DataFrame, # table to write
+              fn:str|Path, # CSV file to (re)write
+             )->Path: # `fn`
+    "Write `df` to `fn` as CSV without its index, atomically."
+    return atomic_write(fn, lambda t: df.to_csv(t, index=False))
 
 # %% ../nbs/00_data.ipynb #915abd9b
 def shared_data(sub:str='', # sub-folder or file inside the data folder, e.g. 'eyepacs-raw'
@@ -153,10 +230,10 @@ def patient_table(df:pd.DataFrame, # label table from `read_labels`
 
 # %% ../nbs/00_data.ipynb #83a7ea13
 def _strata_order(df, seed):
-    "Patients shuffled within each worse-eye grade, strata in grade order."
+    "Patients shuffled within each worse-eye grade, strata in grade order, patients without a grade last."
     pt = patient_table(df)
     rng = np.random.default_rng(seed)
-    return [rng.permutation(g['patient'].values) for _,g in pt.groupby('level', sort=True)]
+    return [rng.permutation(g['patient'].values) for _,g in pt.groupby('level', sort=True, dropna=False)]
 
 # %% ../nbs/00_data.ipynb #0047282a
 def patient_split(df:pd.DataFrame, # label table with a `patient` column
@@ -202,3 +279,215 @@ def leak_audit(df:pd.DataFrame, # label table with `patient` and the split colum
         for _,g in df.assign(_h=h).groupby('_h'):
             if g[split_col].nunique() > 1: dups.append(g['image'].tolist())
     return AttrDict(ok=not pats and not dups, patients=pats, duplicates=dups)
+
+# %% ../nbs/00_data.ipynb #02d5472b
+def task_table(data:str|Path, # dataset folder: photos in `train/` (or in the folder itself), usually a label CSV
+               task:str='dr', # a key of `TASKS`
+               labels:str|Path|None=None, # for 'quality': the quality CSV (`image,quality`); else a label CSV instead of the folder's own
+              )->pd.DataFrame: # `read_labels` table with `path` (and `quality` for task 'quality'); all rows, not yet filtered to `task`
+    "The photo table of dataset folder `data` for `task`: the same rows for every task, so patient splits agree."
+    if task not in TASKS: raise ValueError(f"unknown task {task!r}; choose from {list(TASKS)}")
+    data = Path(data)
+    if not data.is_dir(): raise FileNotFoundError(f"{data}: data folder not found")
+    img_dir = data/'train' if (data/'train').is_dir() else data
+    own = find_labels(data)
+    if task != 'quality':
+        csv = Path(labels) if labels is not None else own
+        if csv is None: raise FileNotFoundError(f"{data}: no label CSV (trainLabels.csv, train.csv or labels.csv); pass `labels`")
+        return read_labels(csv, img_dir)
+    if own is None:
+        if labels is None: raise FileNotFoundError(f"{data}: no label CSV and no quality labels; pass `labels`, an image,quality CSV")
+        return read_labels(labels, img_dir)
+    df = read_labels(own, img_dir, quality=labels)
+    if 'quality' not in df.columns:
+        raise ValueError(f"{own} has no quality column: pass `labels`, an image,quality CSV (e.g. eyeq-quality.csv of `eyenet-download --dataset eyeq`)")
+    return df
+
+# %% ../nbs/00_data.ipynb #42154f61
+def task_rows(df:pd.DataFrame, # a `task_table` (split or not)
+              task:str, # a key of `TASKS`
+             )->pd.DataFrame: # the rows with a label for `task`, its column as plain integers
+    "Keep the rows of `df` that carry a label for `task`."
+    col = TASKS[task].col
+    if col not in df.columns: raise KeyError(f"task {task!r} needs a `{col}` column; the table has {list(df.columns)}")
+    res = df[df[col].notna()].reset_index(drop=True)
+    return res.assign(**{col: res[col].astype(int)})
+
+# %% ../nbs/00_data.ipynb #64f4dcf0
+class WorkerDied(RuntimeError):
+    "A worker process died (a crash in native code, the out-of-memory killer) on one item, and again when it ran alone."
+
+def _preload(fn, # the function the workers run (or a `functools.partial` of it)
+             preload:list|None=None, # modules to import in the fork server; None: the module of `fn`
+            )->list: # module names
+    "Modules the fork server imports once for all workers."
+    if preload is not None: return list(preload)
+    mod = getattr(getattr(fn, 'func', fn), '__module__', None)
+    return [m for m in dict.fromkeys(['eyenet.data', mod]) if m and m != '__main__']
+
+def _pool_ctx(mods:list, # modules to preload
+             ):
+    "A multiprocessing context: a fork server that imported `mods` (Linux, macOS), else spawn (Windows)."
+    if 'forkserver' not in mp.get_all_start_methods(): return mp.get_context('spawn')
+    ctx = mp.get_context('forkserver')
+    ctx.set_forkserver_preload(mods)  # takes effect when the server starts, with the first pool of this process
+    return ctx
+
+# %% ../nbs/00_data.ipynb #414a64b0
+def _alive(pid:int)->bool:
+    "Whether process `pid` exists."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: pass
+    return True
+
+def _watch(pid:int, # process to watch
+           every:float=0.5, # seconds between checks
+          ):
+    "Return once process `pid` is gone."
+    while _alive(pid): time.sleep(every)
+
+def _die_with(pid):
+    "Body of a worker's watchdog thread: end the worker at once when the main process `pid` is gone."
+    _watch(pid); os._exit(1)
+
+def _init_worker(main_pid:int, # the process that started the pool
+                ):
+    "Start a worker: it dies with the main process, so a killed run leaves no orphans writing files; one thread per worker."
+    try:
+        import ctypes
+        ctypes.CDLL('libc.so.6').prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: killed when our parent dies (Linux)
+    except Exception: pass                                # elsewhere the watchdog below does it alone
+    threading.Thread(target=_die_with, args=(main_pid,), daemon=True).start()  # the parent is the fork server: watch the main process
+    if 'torch' in sys.modules: sys.modules['torch'].set_num_threads(1)  # n workers x n threads would oversubscribe the cores
+
+# %% ../nbs/00_data.ipynb #dd33d045
+def _new_pool(n:int, ctx)->ProcessPoolExecutor:
+    "A pool of `n` worker processes that die with this one."
+    return ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
+
+def _submit(ex, fn, todo, pending:dict, size:int)->bool:
+    "Submit `fn` of items from the iterator `todo` of `(index, item)` until `size` are in flight; False once `todo` is exhausted."
+    while len(pending) < size:
+        try: i,x = next(todo)
+        except StopIteration: return False
+        pending[ex.submit(fn, x)] = (i, x)
+    return True
+
+# %% ../nbs/00_data.ipynb #9a107ff9
+def _finished(fut)->bool:
+    "Whether `fut` completed normally (before its pool broke)."
+    return fut.done() and not fut.cancelled() and fut.exception() is None
+
+def _run_pool(fn, todo, workers:int, ctx, retry:list):
+    "Yield `(index, result)` from a pool of `workers` until `todo` is done or a worker dies; then put the items in flight on `retry`."
+    ex, pending, more = _new_pool(workers, ctx), {}, True
+    try:
+        while True:
+            if more: more = _submit(ex, fn, todo, pending, 4*workers)   # a bounded window: memory stays flat
+            if not pending: return
+            done,_ = wait(pending, return_when=FIRST_COMPLETED)
+            broken = False
+            for fut in done:
+                if isinstance(fut.exception(), BrokenProcessPool): broken = True; continue
+                yield pending.pop(fut)[0], fut.result()             # a `fn` that raised raises here
+            if broken:
+                for fut,(i,x) in list(pending.items()):
+                    if _finished(fut): yield i, fut.result()
+                    else: retry.append((i, x))
+                return
+    finally: ex.shutdown(wait=True, cancel_futures=True)
+
+def _alone(fn, i:int, x, ctx):
+    "`fn(x)` in a fresh one-worker pool, or a `WorkerDied` if that worker dies too."
+    ex = _new_pool(1, ctx)
+    try: return ex.submit(fn, x).result()
+    except BrokenProcessPool:
+        return WorkerDied(f"the worker process died on item {i}, and again when it ran alone: a crash in native code, out of memory, "
+                          "or the function or item cannot be loaded in a worker (defined in a notebook or `__main__`, not a module)")
+    finally: ex.shutdown(wait=True)
+
+# %% ../nbs/00_data.ipynb #fcc68aba
+def _main_loadable()->bool:
+    "Whether worker processes can import the main script, as they must: not when it was read from stdin (`python - <script`)."
+    f = getattr(sys.modules.get('__main__'), '__file__', None)
+    return f is None or os.path.exists(os.path.join(mp.process.ORIGINAL_DIR or '', f))
+
+def pool_map(fn, # function of one item; it must be importable by name (defined in a module, not in a notebook)
+             items, # the items (any iterable; taken lazily, a window at a time)
+             workers:int|None=None, # processes; None: one per core; 0 or 1: in this process
+             preload:list|None=None, # modules the fork server imports once; None: the module of `fn`
+            ): # yields `(index, result)` in completion order; `result` is a `WorkerDied` for an item that killed its worker
+    "Yield `(index, fn(item))` as worker processes finish them, surviving workers that die."
+    workers = os.cpu_count() or 1 if workers is None else workers
+    if workers > 1 and not _main_loadable():
+        warnings.warn("the main script was read from stdin, so worker processes cannot start; working in this process")
+        workers = 0
+    if workers <= 1:
+        for i,x in enumerate(items): yield i, fn(x)
+        return
+    if hasattr(items, '__len__'):
+        if not len(items): return
+        workers = min(workers, len(items))
+    ctx, todo, retry = _pool_ctx(_preload(fn, preload)), enumerate(items), []
+    while True:
+        yield from _run_pool(fn, todo, workers, ctx, retry)
+        if not retry: return
+        for i,x in retry: yield i, _alone(fn, i, x, ctx)   # each alone: only the item that kills its worker fails
+        retry.clear()
+
+# %% ../nbs/00_data.ipynb #1c8f4493
+def parallel_map(fn, # function of one item, importable by name (see `pool_map`)
+                 items, # the items
+                 workers:int|None=None, # processes; None: one per core; 0 or 1: in this process
+                 progress:bool=False, # show a progress bar
+                 desc:str|None=None, # label of the progress bar
+                )->list: # `[fn(x) for x in items]`
+    "`fn` of every item, in order, computed by `pool_map` on worker processes; raises `WorkerDied` if a worker died on an item."
+    items = list(items)
+    res = [None]*len(items)
+    with contextlib.closing(pool_map(fn, items, workers)) as it, tqdm(total=len(items), desc=desc, disable=not progress) as bar:
+        for i,r in it:
+            if isinstance(r, WorkerDied): raise r
+            res[i] = r; bar.update()
+    return res
+
+# %% ../nbs/00_data.ipynb #5bc9451d
+CLI_ERRORS = (FileNotFoundError, FileExistsError, ValueError, KeyError, RuntimeError)  # what a user can act on
+
+@contextlib.contextmanager
+def cli_errors(cmd:str, # the command's name, e.g. 'eyenet-train'
+               *extra:type, # more exception types to report the same way (e.g. a module's own error class)
+              ):
+    "Report the library's errors as `CliError('<cmd>: <message>')`: one line on stderr and exit status 1, no traceback."
+    try: yield
+    except (*CLI_ERRORS, *extra) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        raise CliError(f"{cmd}: {msg}") from None
+
+# %% ../nbs/00_data.ipynb #88cc2328
+def _first_line(doc): return (doc or '').strip().split('\n')[0].strip()
+
+def _cli_doc(ep)->str:
+    "First line of the docstring of the function entry point `ep` names, read from its source (imported only if that fails)."
+    try:
+        tree = ast.parse(Path(importlib.util.find_spec(ep.module).origin).read_text(encoding='utf-8'))
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == ep.attr: return _first_line(ast.get_docstring(node))
+    except Exception: pass
+    try: return _first_line(ep.load().__doc__)
+    except Exception as e: return f"(cannot be loaded: {e})"
+
+def commands(prefix:str='eyenet-', # console scripts whose names start with this
+            )->dict: # `{command: what it does}`, sorted by name
+    "The installed command-line tools of EyeNet, each with the first line of its docstring."
+    eps = {e.name: e for e in importlib.metadata.entry_points(group='console_scripts') if e.name.startswith(prefix)}
+    return {n: _cli_doc(eps[n]) for n in sorted(eps)}
+
+@call_parse
+def help_cli():
+    "List EyeNet's commands and what each does."
+    cmds = commands()
+    w = max(map(len, cmds), default=0)
+    for n,d in cmds.items(): print(f"{n:<{w}}  {d}")
+    print("\nEach command explains its options with --help.")

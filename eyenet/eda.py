@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from PIL import Image
-from fastcore.parallel import parallel
-from .data import GRADES, TASKS, read_labels, find_labels
+from .data import GRADES, TASKS, read_labels, task_table, atomic_write, parallel_map, shared_data
+from .metrics import qwk
 from .synthetic import sample_data
 
 # %% auto #0
@@ -25,10 +25,7 @@ def load_data(folder:str|Path|None=None, # dataset folder in the Kaggle layout; 
     "The label table of a dataset folder, or of the embedded synthetic sample."
     synth = folder is None
     folder = Path(sample_data() if synth else folder)
-    csv = Path(csv) if csv is not None else find_labels(folder)
-    if csv is None: raise FileNotFoundError(f"{folder}: no label CSV (trainLabels.csv, train.csv) found; pass `csv`")
-    img_dir = folder/'train' if (folder/'train').is_dir() else folder
-    df = read_labels(csv, img_dir)
+    df = task_table(folder, 'dr', labels=csv)
     df.attrs['name'] = 'synthetic sample' if synth else folder.name
     return df
 
@@ -102,7 +99,7 @@ def photo_stats(df:pd.DataFrame, # label table with `path`
                )->pd.DataFrame: # `df` with width, height, aspect, brightness (0-255) and bytes
     "Size, aspect ratio, mean brightness and file size of every photo."
     if 'path' not in df.columns: raise KeyError("photo_stats: the table has no `path` column; read the labels with `img_dir`")
-    st = pd.DataFrame(list(parallel(_stats, df['path'], n_workers=workers, progress=False)),
+    st = pd.DataFrame(parallel_map(_stats, df['path'], workers=workers),
                       columns=['width', 'height', 'brightness', 'bytes'], index=df.index)
     st.insert(2, 'aspect', st['width']/st['height'])
     res = pd.concat([df, st], axis=1)
@@ -170,14 +167,12 @@ def eye_agreement(df:pd.DataFrame, # label table with `patient`, `eye` and the g
 
 # %% ../nbs/01_eda.ipynb #bcfcc4e5
 def _agreement(ct):
-    "Exact agreement and quadratic-weighted kappa of a square crosstab."
-    m = ct.values.astype(float); n = m.sum()
+    "Exact agreement and quadratic-weighted kappa (`eyenet.metrics.qwk`) of a square crosstab of grades."
+    m = ct.values.astype(int); n = m.sum()
     if n == 0: return np.nan, np.nan
-    k = len(m); i,j = np.indices((k, k))
-    w = (i - j)**2 / max((k - 1)**2, 1)
-    e = np.outer(m.sum(1), m.sum(0)) / n
-    den = (w*e).sum()
-    return np.trace(m)/n, (1 - (w*m).sum()/den) if den else np.nan
+    i,j = (a.ravel() for a in np.indices(m.shape))
+    left, right = np.repeat(i, m.ravel()), np.repeat(j, m.ravel())   # one (left, right) pair per patient, grades as positions
+    return np.trace(m)/n, qwk(left, right, n_classes=len(m))
 
 def plot_eye_agreement(df:pd.DataFrame, # label table with `patient`, `eye` and `level`
                        col:str='level', # grade column to compare
@@ -214,5 +209,5 @@ def eda_figures(df:pd.DataFrame, # label table with `path`
     if manifest is not None: figs['gate_outcomes'] = plot_gate_outcomes(manifest, title=title).figure
     if out is not None:
         out = Path(out); out.mkdir(parents=True, exist_ok=True)
-        for n,f in figs.items(): f.savefig(out/f'{n}.png', dpi=110, bbox_inches='tight')
+        for n,f in figs.items(): atomic_write(out/f'{n}.png', lambda t, f=f: f.savefig(t, format='png', dpi=110, bbox_inches='tight'))
     return figs

@@ -1,18 +1,19 @@
 "Tests of `eyenet.download` that fit pytest better than the notebook: CLI subprocesses, worker processes, many damaged sets."
-import io, json, multiprocessing as mp, os, random, stat, subprocess, sys, zipfile
+import functools, http.server, io, json, multiprocessing as mp, os, random, stat, subprocess, sys, threading, zipfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from fastcore.basics import AttrDict
 
-from eyenet.download import (ArchiveError, KaggleError, MultiPartFile, archive_parts, download, iter_photos,
-                             kaggle_credentials, open_archive, open_source, photo_sources, read_source, safe_extract,
-                             split_file)
+from eyenet.download import (EYEQ, ArchiveError, FetchError, KaggleError, MultiPartFile, archive_parts, download,
+                             fetch_url, iter_photos, kaggle_credentials, open_archive, open_source, photo_sources,
+                             read_source, safe_extract, split_file)
 
 ROOT = Path(__file__).resolve().parents[1]
 # what pip's console-script wrapper for `eyenet-download` does
-WRAPPER = "import sys\nfrom eyenet.download import download_cli\nsys.exit(download_cli())\n"
+WRAPPER = "import sys\nfrom eyenet.download import download_cli\nif __name__ == '__main__':\n    sys.exit(download_cli())\n"
 
 
 def _clean_env(home, **kw):
@@ -63,7 +64,7 @@ def test_installed_entry_point_help():
     exe = Path(sys.executable).parent / 'eyenet-download'
     if not exe.exists(): pytest.skip('eyenet-download is not installed in this environment')
     r = subprocess.run([str(exe), '--help'], capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0 and '--dataset {eyepacs,aptos}' in r.stdout
+    assert r.returncode == 0 and '--dataset {eyepacs,aptos,eyeq}' in r.stdout
 
 
 def test_cli_without_credentials_says_what_to_do(tmp_path):
@@ -77,6 +78,13 @@ def test_cli_honours_kaggle_config_dir(tmp_path):
     cfg = tmp_path / 'cfg'
     r = _run_cli(tmp_path, '--dest', str(tmp_path / 'dl'), env=_clean_env(tmp_path / 'home', KAGGLE_CONFIG_DIR=str(cfg)))
     assert r.returncode == 1 and f'{cfg}/kaggle.json' in r.stderr
+
+
+def test_cli_errors_name_the_command(tmp_path):
+    "An error of the library is one line naming the command, exit status 1, no traceback."
+    r = _run_cli(tmp_path, '--dataset', 'aptos', '--what', 'sample', '--dest', str(tmp_path / 'dl'))
+    assert r.returncode == 1 and r.stderr.startswith("eyenet-download: ") and "no 'sample' files" in r.stderr
+    assert 'Traceback' not in r.stderr
 
 
 def test_cli_bad_choice(tmp_path):
@@ -314,3 +322,101 @@ print('ok')
                        env=_clean_env(tmp_path, KAGGLE_CONFIG_DIR=str(tmp_path / 'cfg')))
     if 'No module named' in r.stderr: pytest.skip('kaggle is not installed')
     assert r.returncode == 0 and 'ok' in r.stdout, r.stdout + r.stderr
+
+
+# --- EyeQ's image-quality labels, from a local stand-in of the GitHub repository (never the network) -------------------
+
+_EYEQ_TRAIN = ',image,quality,DR_grade\n0,10009_left.jpeg,0,0\n1,10009_right.jpeg,0,0\n2,10014_left.jpeg,2,0\n3,10017_left.jpeg,1,4\n'
+_EYEQ_TEST = ',image,quality,DR_grade\n0,1_right.jpeg,1,0\n1,10001_right.jpeg,0,2\n2,10036_left.jpeg,2,0\n'
+
+
+def _eyeq_repo(root, train=_EYEQ_TRAIN, test=_EYEQ_TEST):
+    "A folder laid out like github.com/HzFu/EyeQ's raw files."
+    (root / 'data').mkdir(parents=True, exist_ok=True)
+    if train is not None: (root / EYEQ.files[0]).write_text(train)
+    if test is not None: (root / EYEQ.files[1]).write_text(test)
+    return root
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *a): pass
+
+
+@pytest.fixture
+def served(tmp_path):
+    "An HTTP server on 127.0.0.1 serving a stand-in of the repository; yields (base url, folder, request log)."
+    root = _eyeq_repo(tmp_path / 'repo')
+    log = []
+    class H(_Quiet):
+        def do_GET(self):
+            log.append(self.path)
+            super().do_GET()
+    srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), functools.partial(H, directory=str(root)))
+    t = threading.Thread(target=srv.serve_forever, daemon=True); t.start()
+    try: yield f'http://127.0.0.1:{srv.server_address[1]}', root, log
+    finally: srv.shutdown(); srv.server_close()
+
+
+def test_eyeq_over_http(tmp_path, served, capsys):
+    base, root, log = served
+    r = download('eyeq', tmp_path / 'eyeq', url=base)
+    out = capsys.readouterr().out
+    assert [(o.name, o.status) for o in r] == [('Label_EyeQ_train.csv', 'downloaded'), ('Label_EyeQ_test.csv', 'downloaded'),
+                                               ('eyeq-quality.csv', 'written')]
+    assert sorted(log) == sorted('/' + f for f in EYEQ.files)
+    q = pd.read_csv(tmp_path / 'eyeq' / 'eyeq-quality.csv')
+    assert list(q.columns) == ['image', 'quality']
+    assert q.image.tolist() == ['10009_left', '10009_right', '10014_left', '10017_left', '1_right', '10001_right', '10036_left']
+    assert q.quality.tolist() == [0, 0, 2, 1, 1, 0, 2]
+    assert 'CC BY-NC-SA 4.0' in out and 'HzFu/EyeQ' in out and '7 graded photos (3 good, 2 usable, 2 reject)' in out
+    log.clear()                                                        # a second run fetches nothing
+    assert [o.status for o in download('eyeq', tmp_path / 'eyeq', url=base, progress=False)] == ['complete, skipped'] * 2 + ['written']
+    assert log == []
+
+
+def test_eyeq_table_reads_into_the_task(tmp_path, served):
+    "The table written is what `task_table(..., 'quality', labels=...)` reads."
+    from PIL import Image
+    from eyenet.data import task_rows, task_table
+    base, root, log = served
+    download('eyeq', tmp_path / 'eyeq', url=base, progress=False)
+    d = tmp_path / 'photos'; (d / 'train').mkdir(parents=True)
+    for n in ('10009_left', '10009_right', '10014_left', '10014_right'): Image.new('RGB', (8, 8)).save(d / 'train' / f'{n}.jpeg')
+    pd.DataFrame({'image': ['10009_left', '10009_right', '10014_left', '10014_right'], 'level': [0, 1, 2, 0]}).to_csv(d / 'trainLabels.csv', index=False)
+    t = task_rows(task_table(d, 'quality', labels=tmp_path / 'eyeq' / 'eyeq-quality.csv'), 'quality')
+    assert dict(zip(t.image, t.quality)) == {'10009_left': 0, '10009_right': 0, '10014_left': 2}
+
+
+def test_eyeq_http_errors_leave_nothing(tmp_path, served):
+    base, root, log = served
+    (root / EYEQ.files[1]).unlink()
+    with pytest.raises(FetchError, match='Label_EyeQ_test.csv: the server answered HTTP 404'):
+        download('eyeq', tmp_path / 'eyeq', url=base, progress=False)
+    assert sorted(p.name for p in (tmp_path / 'eyeq').iterdir()) == ['Label_EyeQ_train.csv']   # the complete one is kept
+    (root / EYEQ.files[1]).write_text('<!DOCTYPE html><title>Sign in</title>\n')
+    with pytest.raises(ValueError, match='Label_EyeQ_test.csv: not an image-quality label file'):
+        download('eyeq', tmp_path / 'eyeq', url=base, progress=False)
+    assert not (tmp_path / 'eyeq' / 'eyeq-quality.csv').exists()
+    assert [p.name for p in (tmp_path / 'eyeq').iterdir() if p.name.startswith('.')] == []
+
+
+def test_eyeq_bad_grade_is_named(tmp_path):
+    root = _eyeq_repo(tmp_path / 'repo', train=',image,quality,DR_grade\n0,1_left.jpeg,0,0\n1,1_right.jpeg,5,0\n')
+    with pytest.raises(ValueError, match="Label_EyeQ_train.csv: not an image-quality label file .*'5'"):
+        download('eyeq', tmp_path / 'eyeq', url=root.as_uri(), progress=False)
+
+
+def test_eyeq_unreachable(tmp_path):
+    with pytest.raises(FetchError, match='could not be fetched'): fetch_url('http://127.0.0.1:9/nothing.csv', timeout=5)
+
+
+def test_eyeq_cli(tmp_path, served):
+    base, root, log = served
+    r = _run_cli(tmp_path, '--dataset', 'eyeq', '--dest', str(tmp_path / 'q'), '--url', base)
+    assert r.returncode == 0, r.stderr
+    assert 'CC BY-NC-SA 4.0' in r.stdout and 'eyeq-quality.csv' in r.stdout
+    assert len(pd.read_csv(tmp_path / 'q' / 'eyeq-quality.csv')) == 7
+    r = _run_cli(tmp_path, '--dataset', 'eyeq', '--dest', str(tmp_path / 'q2'), '--url', base, '--quiet')
+    assert r.returncode == 0 and r.stdout == '' and (tmp_path / 'q2' / 'eyeq-quality.csv').exists()
+    r = _run_cli(tmp_path, '--dataset', 'eyeq', '--dest', str(tmp_path / 'q3'), '--url', base + '/missing')
+    assert r.returncode == 1 and r.stderr.startswith('eyenet-download: ') and 'HTTP 404' in r.stderr and 'Traceback' not in r.stderr

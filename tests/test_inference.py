@@ -1,5 +1,5 @@
 "Inference: bad files in a run, the CLIs, ONNX parity and export, CoreML conversion, loading without pickles."
-import json, pickle, subprocess, sys, tempfile
+import json, os, pickle, shutil, subprocess, sys, tempfile
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from eyenet.synthetic import synth_fundus
@@ -40,7 +40,7 @@ def test_bad_files_get_rows(work, workers):
     for n, reason in BAD.items():
         assert r.loc[n, 'status'] == 'unreadable' and r.loc[n, 'reason'] == reason, (n, r.loc[n].to_dict())
         assert n in r.loc[n, 'detail']                           # the message names the file
-    assert r.loc['black.jpeg', 'status'] == 'ungradable' and r.loc['black.jpeg', 'reason'] == 'all_black'
+    assert r.loc['black.jpeg', 'status'] == 'rejected' and r.loc['black.jpeg', 'reason'] == 'all_black'
     ok = df[df.status == 'ok']
     assert len(ok) == 5 and ok.label.notna().all() and (ok.threshold == 0.4).all()
     assert np.allclose(ok[['p_non-referable', 'p_referable']].sum(axis=1), 1, atol=1e-5)
@@ -66,13 +66,13 @@ def test_predict_cli_writes_csv(work, tmp_path):
     r = _cli('predict_cli', work/'eyenet', work/'photos', work/'photos'/'0_left.jpeg', '--out', out, '--workers', 2, '--quiet')
     assert r.returncode == 0, r.stderr
     df = pd.read_csv(out)
-    assert len(df) == 11 and '11 files: 6 ok, 1 ungradable, 4 unreadable' in r.stderr
+    assert len(df) == 11 and '11 files: 6 ok, 1 rejected, 4 unreadable' in r.stderr
     assert list(df.columns) == ['photo', 'status', 'reason', 'detail', 'gradability', 'p_non-referable', 'p_referable', 'label', 'threshold']
     assert not list(out.parent.glob('.*tmp'))                     # written atomically, nothing left behind
 
 def test_predict_cli_errors(work):
     r = _cli('predict_cli', work/'nowhere', work/'photos')
-    assert r.returncode == 1 and 'config.json' in r.stderr
+    assert r.returncode == 1 and 'eyenet-predict: ' in r.stderr and 'config.json' in r.stderr and 'Traceback' not in r.stderr
     with pytest.raises(CliError, match='no photos'): predict_cli(str(work/'eyenet'))
 
 @pytest.mark.parametrize('name', ['eyenet', 'resnet'])
@@ -144,21 +144,54 @@ def test_predict_cli_prints_table(work, capsys):
     predict_cli(str(work/'eyenet'), str(work/'photos'/'2_left.jpeg'), str(work/'photos'/'text.jpeg'), workers=0, quiet=True)
     out, err = capsys.readouterr()
     assert '2_left.jpeg' in out and 'not_image' in out and 'referable' in out
-    assert '2 files: 1 ok, 0 ungradable, 1 unreadable' in err
-
-_PARENT, _real_prep = None, None
-
-def _crashy(fn, *a, **k):
-    "`prep_photo`, except that it kills its worker process on one file, as a crashing decoder would."
-    import os
-    if Path(fn).name == '3_left.jpeg' and os.getpid() != _PARENT: os._exit(1)
-    return _real_prep(fn, *a, **k)
+    assert '2 files: 1 ok, 0 rejected, 1 unreadable' in err
 
 def test_worker_crash_does_not_stop_the_run(work, monkeypatch):
-    import os, eyenet.inference as inf
-    global _PARENT, _real_prep
-    _PARENT, _real_prep = os.getpid(), inf.prep_photo
-    monkeypatch.setattr(inf, 'prep_photo', _crashy)
-    with pytest.warns(UserWarning, match='worker died'):
-        df = predict(work/'eyenet', work/'photos', workers=2, progress=False)
-    assert len(df) == 10 and (df.status == 'ok').sum() == 5
+    "A photo whose worker process dies (even when retried alone, `pool_map` then yields a `WorkerDied`) gets a row; the others are scored."
+    import eyenet.results as res
+    from eyenet.data import WorkerDied
+    def pool_map(fn, items, workers=None, preload=None): # the pool, except that the worker preparing 3_left.jpeg dies
+        for i,x in enumerate(items): yield i, WorkerDied('the worker process died on item') if Path(x).name == '3_left.jpeg' else fn(x)
+    monkeypatch.setattr(res, 'pool_map', pool_map)
+    df = _by_name(predict(work/'eyenet', work/'photos', workers=2, progress=False))
+    assert len(df) == 10 and (df.status == 'ok').sum() == 4
+    assert df.loc['3_left.jpeg', ['status', 'reason']].tolist() == ['unreadable', 'crashed'] and '3_left.jpeg' in df.loc['3_left.jpeg', 'detail']
+
+@pytest.fixture(scope='module')
+def quality(work):
+    "An untrained quality CNN saved with threshold 0: it refuses every photo it sees."
+    torch.manual_seed(0)
+    return save_model(create_model('eyenet', 3, SIZE), work/'quality', arch='eyenet', task='quality', size=SIZE, threshold=0.)
+
+def test_predict_with_quality_model(work, quality):
+    df = _by_name(predict(work/'eyenet', work/'photos', workers=0, quality_model=quality, progress=False))
+    good = [f'{i}_left.jpeg' for i in range(5)]
+    assert (df.loc[good, 'status'] == 'rejected').all() and (df.loc[good, 'reason'] == 'low_quality').all()
+    assert df.loc[good, 'p_reject'].between(0, 1).all() and (df.loc[good, 'quality_verdict'] == 'reject').all()
+    assert df.loc[good, 'detail'].str.contains('p_reject').all() and df.loc[good, ['p_referable', 'label']].isna().all().all()
+    assert df.loc['black.jpeg', 'reason'] == 'all_black' and np.isnan(df.loc['black.jpeg', 'p_reject']) # no crop: the rules refused it
+    assert list(df.columns[:7]) == ['photo', 'status', 'reason', 'detail', 'gradability', 'p_reject', 'quality_verdict']
+
+def test_predict_cli_quality_model_from_config(work, quality, tmp_path):
+    "`eyenet-predict` uses the quality model a DR model's config.json names (relative to the model folder)."
+    m = tmp_path/'dr'
+    shutil.copytree(work/'eyenet', m, ignore=shutil.ignore_patterns('*.onnx'))
+    (m/'config.json').write_text(json.dumps(json.loads((m/'config.json').read_text()) | dict(quality_model=os.path.relpath(quality, m))))
+    out = tmp_path/'p.csv'
+    r = _cli('predict_cli', m, work/'photos', '--out', out, '--workers', 0, '--quiet')
+    assert r.returncode == 0, r.stderr
+    df = pd.read_csv(out)
+    assert (df.reason == 'low_quality').sum() == 5 and '10 files: 0 ok, 6 rejected, 4 unreadable' in r.stderr
+
+def test_preprocess_cli_with_quality_model(work, quality, tmp_path):
+    src = tmp_path/'src'; (src/'train').mkdir(parents=True)
+    for f in sorted((work/'photos').glob('*_left.jpeg')): shutil.copy(f, src/'train'/f.name)
+    r = _cli('preprocess_cli', '--help')
+    assert r.returncode == 0 and '--quality-model' in r.stdout and '--size' in r.stdout and '--quiet' in r.stdout, r.stderr
+    r = _cli('preprocess_cli', src, tmp_path/'dest', '--size', SIZE, '--workers', 0, '--quality-model', quality, '--quiet')
+    assert r.returncode == 0, r.stderr
+    man = pd.read_csv(tmp_path/'dest'/'manifest.csv')
+    assert (man.reason == 'low_quality').sum() == 5 and man.p_reject.notna().sum() == 5 and 'low_quality 5' in r.stdout
+    assert not list((tmp_path/'dest'/'train').glob('*.jpeg'))                 # refused crops are removed
+    r = _cli('preprocess_cli', src, tmp_path/'dest2', '--quality-model', work/'eyenet', '--workers', 0, '--quiet')
+    assert r.returncode == 1 and 'eyenet-preprocess: ' in r.stderr and 'not a quality model' in r.stderr

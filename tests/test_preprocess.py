@@ -1,13 +1,17 @@
-"Batch, multiprocessing, kill -9 resume, archive and CLI tests of `eyenet.preprocess` (synthetic photos only)."
+"Batch, multiprocessing, kill -9 resume, archive, quality-verdict and not-a-fundus tests of `eyenet.preprocess` (synthetic photos; real ones when present)."
 import hashlib, io, json, os, random, shutil, signal, subprocess, sys, time, zipfile
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from PIL import Image
 from eyenet.synthetic import CAMERAS, make_sample, synth_fundus
 from eyenet.download import split_file
-from eyenet.preprocess import (COLUMNS, _LOG, build_store, open_store, preprocess, process_photo, _lock)
+from eyenet.data import shared_data, parallel_map
+from eyenet.preprocess import (COLUMNS, NOT_FUNDUS, _LOCK, _LOG, _lock, _record, apply_quality, build_store, not_fundus_photo,
+                               open_store, preprocess, process_photo)
 
-CLI = "import sys\nfrom eyenet.preprocess import preprocess_cli\nif __name__ == '__main__': sys.exit(preprocess_cli())\n"  # pip's entry point
+# a run of the library in a process of its own, to be killed (the command `eyenet-preprocess` is `eyenet.inference.preprocess_cli`)
+RUN = ("import sys\nfrom eyenet.preprocess import preprocess\n"
+       "if __name__ == '__main__': preprocess(sys.argv[1], sys.argv[2], workers=2, progress=False)\n")
 
 def bomb_png(w=100_000, h=100_000):
     import struct, zlib
@@ -65,16 +69,17 @@ def test_refusals(sample, tmp_path):
     with pytest.raises(ValueError, match='contain the source'): preprocess(sample, sample.parent, progress=False)
     preprocess(sample, tmp_path/'o', workers=0, pattern='train/1[0-3]_*', progress=False)
     with pytest.raises(ValueError, match='holds a run with'): preprocess(sample, tmp_path/'o', size=128, progress=False)
-    with open(tmp_path/'o'/_LOG, 'a') as f:           # another run holds the folder
+    with open(tmp_path/'o'/_LOCK, 'a') as f:          # another run holds the folder
         _lock(f)
         with pytest.raises(RuntimeError, match='another preprocess run'): preprocess(sample, tmp_path/'o', workers=0, progress=False)
+        with pytest.raises(RuntimeError, match='another preprocess run'): apply_quality(tmp_path/'o', {}, 0.5)
 
 def _lines(fn):
     try: return fn.read_bytes().count(b'\n')
     except FileNotFoundError: return 0
 
 def test_kill9_resume(sample, tmp_path):
-    "SIGKILL the command-line tool mid-run, repeatedly, with every core busy; the rerun finishes the job exactly once."
+    "SIGKILL a run mid-way, repeatedly, with every core busy; the rerun finishes the job exactly once."
     src = tmp_path/'src'; (src/'train').mkdir(parents=True)
     photos = sorted((sample/'train').glob('*.jpeg'))[:8]
     big = [synth_fundus(i % 5, size=900, aspect=1.5, seed=i) for i in range(4)]
@@ -84,9 +89,9 @@ def test_kill9_resume(sample, tmp_path):
         else: shutil.copy(photos[i - 64], fn)
     (src/'train/300_left.jpeg').write_bytes(b'not a photo')
     names = [p.relative_to(src).as_posix() for p in (src/'train').iterdir()]
-    script = tmp_path/'eyenet-preprocess'; script.write_text(CLI)
+    script = tmp_path/'run.py'; script.write_text(RUN)
     dest, log = tmp_path/'dest', tmp_path/'dest'/_LOG
-    cmd = [sys.executable, str(script), str(src), str(dest), '--workers', '2']
+    cmd = [sys.executable, str(script), str(src), str(dest)]
     rng, kills = random.Random(0), []
     for target in (5, 30, None, 55):                   # kill after this many logged photos; None: at a random moment
         p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -116,13 +121,9 @@ def test_kill9_resume(sample, tmp_path):
     preprocess(src, dest, workers=2, progress=False)   # a rerun: nothing to do
     assert _lines(log) == len(names)
 
-def test_cli_options(sample, tmp_path):
-    script = tmp_path/'eyenet-preprocess'; script.write_text(CLI)
-    r = subprocess.run([sys.executable, str(script), str(sample), str(tmp_path/'g'), '--size', '128', '--graham',
-                        '--workers', '0', '--store', '--pattern', 'train/1[0-5]_*'], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert 'accepted' in r.stdout
-    df = pd.read_csv(tmp_path/'g/manifest.csv', keep_default_na=False)
+def test_options(sample, tmp_path):
+    "Size, Ben Graham's normalisation, a pattern and the store, together."
+    df = preprocess(sample, tmp_path/'g', size=128, graham=True, workers=0, store=True, pattern='train/1[0-5]_*', progress=False)
     n = len(list((sample/'train').glob('1[0-5]_*')))
     assert n >= 4 and len(df) == n and (df.status == 'ok').all()
     im = Image.open(tmp_path/'g'/df.output[0])
@@ -130,8 +131,7 @@ def test_cli_options(sample, tmp_path):
     assert abs(np.asarray(im)[:6, :6].astype(int) - 128).max() < 8   # Ben Graham's mid-grey outside the disc
     arr, idx = open_store(tmp_path/'g')
     assert arr.shape == (n, 128, 128, 3) and list(idx.image) == list(df.image)
-    r = subprocess.run([sys.executable, str(script), str(tmp_path/'nope'), str(tmp_path/'x')], capture_output=True, text=True)
-    assert r.returncode != 0 and 'nope' in r.stderr
+    with pytest.raises(FileNotFoundError, match='nope'): preprocess(tmp_path/'nope', tmp_path/'x', progress=False)
 
 def test_split_archive(sample, tmp_path):
     "Straight from Kaggle-style split archives, never extracted: the same manifest and outputs as from the folder."
@@ -183,14 +183,49 @@ class Boom(os.PathLike):
 def test_worker_crash(sample, tmp_path):
     "A photo that kills its worker is rejected with a reason; the photos in flight with it are still processed."
     from eyenet.download import photo_sources
-    from eyenet.preprocess import _pool, PhotoSource
+    from eyenet.preprocess import _process_all, PhotoSource
     (tmp_path/'train').mkdir()
     srcs = photo_sources(sample/'train')[:10]
     tasks = [(s, str(tmp_path/'train'/f'{i}.jpeg'), 256, False) for i, s in enumerate(srcs)]
     tasks.insert(3, (PhotoSource('train/boom.jpeg', Boom()), str(tmp_path/'train/boom.jpeg'), 256, False))
     recs = []
-    _pool(tasks, 2, recs.append)
+    _process_all(tasks, 2, recs.append)
     assert sorted(r['source'] for r in recs) == sorted(t[0].name for t in tasks)
     why = {r['source']: r for r in recs}
     assert why['train/boom.jpeg']['reason'] == 'unreadable' and 'worker process died' in why['train/boom.jpeg']['detail']
     assert sum(r['status'] == 'ok' for r in recs) == sum(why[s.name]['status'] == 'ok' for s in srcs) >= 7
+
+def test_apply_quality(sample, tmp_path):
+    "A quality model's verdicts: refused outputs removed, scores in the manifest, kept by reruns of both steps, the store rebuilt."
+    before = digests(sample)
+    m0 = preprocess(sample, tmp_path/'q', workers=2, store=True, progress=False)
+    acc = m0.image[m0.status == 'ok'].tolist()
+    p = pd.Series(np.linspace(0, 1, len(acc)), index=acc)
+    m1 = apply_quality(tmp_path/'q', p, 0.7)
+    bad = p.index[p >= 0.7]
+    assert sorted(m1.image[m1.reason == 'low_quality']) == sorted(bad) and len(bad) >= 5
+    assert (m1.set_index('image').p_reject[acc] == p[acc]).all() and m1.p_reject[~m1.image.isin(acc)].isna().all()
+    check_dest(tmp_path/'q', m0.source)                # one output per accepted photo, nothing else
+    assert digests(sample) == before                   # originals never touched
+    assert sorted(open_store(tmp_path/'q')[1].image) == sorted(set(acc) - set(bad))
+    assert apply_quality(tmp_path/'q', p, 0.7).equals(m1)
+    assert preprocess(sample, tmp_path/'q', workers=2, progress=False).equals(m1)
+    logged = [json.loads(l) for l in (tmp_path/'q'/_LOG).read_bytes().splitlines()]
+    assert len(logged) == len(m1) and sum(r['reason'] == 'low_quality' for r in logged) == len(bad)
+
+@pytest.mark.parametrize('kind', NOT_FUNDUS)
+def test_not_fundus(kind):
+    "A photo with no fundus in it (noise, a cat, coffee, a page of text, grey, white, a screen showing a grid) is refused as `not_fundus`."
+    buf = io.BytesIO(); not_fundus_photo(kind).save(buf, 'JPEG', quality=90)
+    _, rec = process_photo(buf.getvalue())
+    assert (rec['status'], rec['reason']) == ('rejected', 'not_fundus'), {k: rec[k] for k in ('black', 'surround', 'grain', 'reason')}
+
+@pytest.mark.skipif(shared_data('eyepacs-raw') is None, reason='the real photos (shared_data) are absent')
+def test_real_photos_are_fundus():
+    "None of the 24 raw camera photos nor a sample of the 256-px crops is refused as `not_fundus`; the gate accepts nearly all raw ones."
+    raw, e256 = shared_data('eyepacs-raw'), shared_data('eyepacs-256')
+    fns = sorted((raw/'train').glob('*.jpeg'))
+    if e256 is not None: fns += sorted((e256/'train').glob('*.jpeg'))[::22]
+    recs = parallel_map(_record, fns, workers=2)
+    assert not [r['source'] for r in recs if r['reason'] == 'not_fundus']
+    assert sum(r['status'] == 'ok' for r in recs[:24]) >= 21

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from eyenet.synthetic import CAMERAS, make_sample, sample_data
+from eyenet.synthetic import CAMERAS, DEFECT_QUALITY, DEFECTS, make_sample, sample_data
 
 # what pip's console-script wrapper for `eyenet-synth` does
-WRAPPER = "import sys\nfrom eyenet.synthetic import synth_cli\nsys.exit(synth_cli())\n"
+WRAPPER = "import sys\nfrom eyenet.synthetic import synth_cli\nif __name__ == '__main__':\n    sys.exit(synth_cli())\n"
 
 
 def _umask():
@@ -27,7 +27,7 @@ def test_cli_writes_kaggle_layout(tmp_path):
     assert r.returncode == 0, r.stderr
     assert 'wrote 6 synthetic photos' in r.stdout
     lbl = pd.read_csv(tmp_path/'s'/'trainLabels.csv')
-    assert list(lbl.columns) == ['image', 'level']
+    assert list(lbl.columns) == ['image', 'level', 'quality']
     assert (tmp_path/'s').stat().st_mode & 0o005 == (0o777 & ~_umask()) & 0o005   # not private like a mkdtemp folder
     assert sorted(o.name for o in (tmp_path/'s'/'train').iterdir()) == sorted(lbl.image + '.jpeg')
     # same seed through the library: same bytes
@@ -38,11 +38,32 @@ def test_cli_writes_kaggle_layout(tmp_path):
 def test_cli_refuses_existing_and_bad_n(tmp_path):
     (tmp_path/'s').mkdir(); (tmp_path/'s'/'keep.txt').write_text('mine')
     r = _run_cli(tmp_path, str(tmp_path/'s'), '--n', '4')
-    assert r.returncode != 0 and 'not empty' in r.stderr and 'Traceback' not in r.stderr
+    assert r.returncode == 1 and r.stderr.startswith('eyenet-synth: ') and 'not empty' in r.stderr and 'Traceback' not in r.stderr
     assert (tmp_path/'s'/'keep.txt').read_text() == 'mine'
     r = _run_cli(tmp_path, str(tmp_path/'t'), '--n', '5')
-    assert r.returncode != 0 and 'even' in r.stderr
+    assert r.returncode == 1 and r.stderr.startswith('eyenet-synth: ') and 'even' in r.stderr
     assert not (tmp_path/'t').exists()
+
+
+def test_cli_quiet_and_workers(tmp_path):
+    "`--quiet` prints nothing; `--workers 2` paints on two worker processes, the same bytes as in this process."
+    r = _run_cli(tmp_path, str(tmp_path/'s'), '--n', '8', '--seed', '2', '--size', '96', '--bad', '0.5', '--workers', '2', '--quiet')
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == '' and r.stderr == ''
+    make_sample(tmp_path/'lib', n=8, seed=2, size=96, bad=0.5, workers=0)
+    for f in ('trainLabels.csv', 'truth.csv'): assert (tmp_path/'s'/f).read_bytes() == (tmp_path/'lib'/f).read_bytes()
+    for o in (tmp_path/'s'/'train').iterdir(): assert o.read_bytes() == (tmp_path/'lib'/'train'/o.name).read_bytes()
+
+
+def test_quality_labels_follow_the_defects(tmp_path):
+    "Every photo's quality grade is the one its defect carries; with many bad captures every kind and every grade occurs."
+    s = make_sample(tmp_path/'s', n=60, seed=1, size=64, bad=0.8, workers=0)
+    lbl, truth = pd.read_csv(s/'trainLabels.csv'), pd.read_csv(s/'truth.csv')
+    assert lbl.quality.tolist() == [DEFECT_QUALITY[d if isinstance(d, str) else None] for d in truth.defect]
+    assert set(truth.defect.dropna()) == set(DEFECTS) and set(lbl.quality) == {0, 1, 2}
+    from eyenet.data import task_rows, task_table
+    t = task_rows(task_table(s, 'quality'), 'quality')
+    assert len(t) == 60 and t.quality.tolist() == lbl.quality.tolist()
 
 
 def test_cli_full_size_frames(tmp_path):

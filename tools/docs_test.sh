@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Check the built docs site (`make docs` -> _docs/) in headless Chromium: every page loads, its links resolve,
-# its figures and API reference are there (tools/docs_check.py). Installs Debian's chromium when no
-# Chromium/Chrome is found (as root, or with sudo). Usage: bash tools/docs_test.sh [.venv/bin]
+# its figures and API reference are there (tools/docs_check.py). Without Chromium/Chrome it skips the browser
+# check with one line (and fails under CI=true: .ci/run installs it). Usage: bash tools/docs_test.sh [.venv/bin]
 set -euo pipefail
 BIN=${1:-.venv/bin}
 cd "$(dirname "$0")/.."
@@ -15,16 +15,11 @@ find_browser() {
 }
 
 if ! browser=$(find_browser); then
-  echo "docs-test: no Chromium found; installing Debian's chromium with apt-get"
-  sudo=""
-  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
-  export DEBIAN_FRONTEND=noninteractive
-  if ! { $sudo apt-get update -qq && $sudo apt-get install -y -qq chromium; } >/tmp/docs-test-apt.log 2>&1; then
-    tail -20 /tmp/docs-test-apt.log >&2
-    echo "docs-test: could not install chromium; install it or set CHROME=/path/to/chrome" >&2
-    exit 1
-  fi
-  browser=$(find_browser)
+  # A test command never installs system packages on a user's machine: say so and skip only the browser check.
+  # CI installs chromium in .ci/run, so there a missing browser is a failure, not a skip.
+  if [ "${CI:-}" = true ]; then echo "docs-test: no Chromium found, and CI must run the browser check (see .ci/run)" >&2; exit 1; fi
+  echo "docs-test: skipped the browser check: no Chromium found (install Debian's chromium, or set CHROME=/path/to/chrome)"
+  exit 0
 fi
 
 exec "$BIN/python" tools/docs_check.py --browser "$browser"
