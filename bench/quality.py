@@ -13,7 +13,8 @@ In one run, side by side:
 1. the rule-based gate (`process_photo`: its verdict, and its `gradability` score);
 2. the simplest learned baseline: a logistic regression on frozen ImageNet EfficientNet-Lite0 features (global-pooled);
 3. EyeNet's learned quality model, trained by `eyenet.model.train(task='quality')` and scored by `eyenet.results.evaluate`;
-4. the referable-DR AUC (linear probe on the same frozen features) on photos graders call good/usable vs reject;
+4. the referable-DR AUC (linear probe on the same frozen features) on photos graders call good/usable vs reject
+   (`eyenet.results.auc_by_quality`, as `05_results` shows it);
 5. the gate's verdicts on the raw camera photos against their EyeQ grades.
 
 Writes `OUT/quality.json` and prints a table. Exits with one line when the real data is absent.
@@ -44,7 +45,7 @@ def _oof(x, y, groups, C=0.05, k=5):
 def gate_rates(p_reject, quality, thr, groups, n_boot=1000):
     "Share of rejects caught and of good photos refused at `thr`, with patient-bootstrap 95% CIs."
     from eyenet.metrics import bootstrap_ci
-    from eyenet.model import refusal_rates
+    from eyenet.metrics import refusal_rates
     ci = bootstrap_ci(np.asarray(quality), np.asarray(p_reject, float), groups, lambda y, s: refusal_rates(s, y, thr), n_boot)
     return dict(threshold=thr, **{k: tuple(ci.loc[k, ['value', 'lo', 'hi']]) for k in ('caught', 'good_refused')})
 
@@ -76,16 +77,16 @@ def main(epochs:int=4, # fine-tuning epochs of the learned quality model (after 
         ):
     "Imageability on real photos: learned quality model vs rule-based gate vs linear probe, on held-out patients."
     from eyenet.data import shared_data, read_labels, find_labels, patient_split
-    from eyenet.model import refusal_threshold, linear_probe
+    from eyenet.metrics import refusal_threshold
+    from eyenet.model import linear_probe
     data, eyeq, raw = shared_data('eyepacs-256'), shared_data('eyeq-quality.csv'), shared_data('eyepacs-raw')
     if data is None or eyeq is None:
         print("bench/quality.py: the real photos or EyeQ grades (../shared/data) are absent; nothing to do"); return
     warnings.filterwarnings('ignore')
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     res = dict(data=str(data), labels=str(eyeq))
-    df = patient_split(read_labels(find_labels(data), data/'train'), valid_pct=0.2, seed=42)
-    q = pd.read_csv(eyeq).drop_duplicates('image').set_index('image')['quality']
-    df['quality'] = df['image'].map(q)
+    df = patient_split(read_labels(find_labels(data), data/'train', quality=eyeq), valid_pct=0.2, seed=42)
+    df['quality'] = df['quality'].astype(float) # EyeQ grade, NaN where the photo has none
     x = _features(df['path'].tolist(), cache=out/'lite0-features.npz')
     tr, va = ~df.is_valid.values, df.is_valid.values
     g = df['quality'].notna().values
@@ -114,9 +115,10 @@ def main(epochs:int=4, # fine-tuning epochs of the learned quality model (after 
     # 4. referable DR on photos graders call gradable vs reject (probe trained on every training photo)
     dr = linear_probe(0.01).fit(x[tr], df.referable.values[tr])
     pd_v = dr.predict_proba(x[va])[:, 1]
-    dv = df[va].assign(p=pd_v)
-    res['dr_by_quality'] = {k: dict(n=int(len(s)), referable=int(s.referable.sum()), auc=auc_ci(s.referable.values, s.p.values, s.patient.values, n_boot))
-                            for k, s in dict(all=dv, gradable=dv[dv.quality.isin([0, 1])], reject=dv[dv.quality == 2], ungraded=dv[dv.quality.isna()]).items()}
+    from eyenet.results import auc_by_quality  # the same numbers `05_results` shows
+    dv = df[va].assign(**{'p_non-referable': 1 - pd_v, 'p_referable': pd_v})
+    res['dr_by_quality'] = auc_by_quality(dv, dict(task='referable', classes=['non-referable', 'referable']), n_boot)
+    res['dr_probe_all'] = auc_ci(dv.referable.values, pd_v, dv.patient.values, n_boot) # every held-out photo: the floor a DR model must beat
 
     # 3. the learned quality model
     if not skip_train or model:
@@ -134,9 +136,9 @@ def main(epochs:int=4, # fine-tuning epochs of the learned quality model (after 
 
     # 5. the raw camera photos
     if raw is not None:
-        rr = read_labels(find_labels(raw), raw/'train')
+        rr = read_labels(find_labels(raw), raw/'train', quality=eyeq)
         rs = _rule_scores(rr.path.tolist())
-        rr = rr.assign(quality=rr.image.map(q), status=rs.status.values, reason=rs.reason.values, gradability=rs.gradability.values)
+        rr = rr.assign(quality=rr.quality.astype(float), status=rs.status.values, reason=rs.reason.values, gradability=rs.gradability.values)
         if model is not None:
             from eyenet.inference import predict
             pq = predict(model, rr.path.tolist(), progress=False)
@@ -150,8 +152,12 @@ def main(epochs:int=4, # fine-tuning epochs of the learned quality model (after 
         print(f"  {k:8s} AUC {_fmt(res[k]['auc'])}; threshold {a['threshold']:.3f}: caught {_fmt(a['caught'])}, good refused {_fmt(a['good_refused'])}")
     print(f"  rules' own verdicts today: caught {res['rules']['verdict_caught']:.3f}, good refused {res['rules']['verdict_good_refused']:.3f}")
     if 'learned' in res: print(f"  learned: {json.dumps(res['learned'], default=float)[:600]}")
+    print(f"\nreferable DR AUC, linear probe on frozen features, all {len(dv)} held-out photos: {_fmt(res['dr_probe_all'])}")
     print("\nreferable DR AUC (linear probe on frozen features), held-out patients, by human quality grade:")
-    for k, v in res['dr_by_quality'].items(): print(f"  {k:9s} n={v['n']:4d} referable={v['referable']:3d} AUC {_fmt(v['auc'])}")
+    for k in ('good or usable', 'reject', 'good', 'usable'):
+        v = res['dr_by_quality'][k]; a = v['roc_auc']
+        print(f"  {k:15s} n={v['n']:4d} referable={v['positives']:3d} AUC {_fmt((a['value'], a['lo'], a['hi']))}")
+    d = res['dr_by_quality']['difference']; print(f"  difference      {_fmt((d['value'], d['lo'], d['hi']))}")
     if 'raw' in res:
         print("\nraw camera photos: EyeQ grade vs the gate")
         for r in res['raw']: print(f"  {r['image']:12s} EyeQ {r['quality'] if r['quality'] == r['quality'] else '-'}  rules {r['status']:8s} {r['reason']:14s} gradability {r['gradability']:.3f}" + (f"  p_reject {r['p_reject']:.3f}" if 'p_reject' in r else ''))

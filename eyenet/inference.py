@@ -333,7 +333,7 @@ def export_cli(model:str, # model folder (model.safetensors + config.json)
     "Export a saved EyeNet model to ONNX (with a parity check) or CoreML."
     if format not in ('onnx', 'coreml'): raise CliError(f"eyenet-export: --format must be onnx or coreml, got {format!r}")
     with cli_errors('eyenet-export', ImportError):
-        if format == 'onnx': parity(model, fn := export_onnx(model=model, out=out, **kwargs))
+        if format == 'onnx': pt = Predictor(model, 'torch'); parity(pt, fn := export_onnx(model=pt, out=out, **kwargs)) # one load for both
         else: fn = export_coreml(model=model, out=out)
     print(fn)
 

@@ -15,7 +15,7 @@ from fastcore.basics import AttrDict
 # %% auto #0
 __all__ = ['IDX_DR', 'confusion_counts', 'roc_auc', 'pr_auc', 'binary_metrics', 'qwk', 'grade_metrics', 'referable_prob',
            'bootstrap_idx', 'bootstrap_ci', 'simulate_screening', 'threshold_for_sensitivity', 'spec_at_sens',
-           'calibration_table', 'ece']
+           'refusal_threshold', 'refusal_rates', 'calibration_table', 'ece']
 
 # %% ../nbs/00c_metrics.ipynb #407d8bd7
 def confusion_counts(y, # true labels, 0/1
@@ -170,6 +170,26 @@ def spec_at_sens(y, # true labels, 0/1
     y = np.asarray(y)
     if not y.any() or y.all(): return float('nan')
     return threshold_for_sensitivity(y, p, target).specificity
+
+# %% ../nbs/00c_metrics.ipynb #da200436
+def refusal_threshold(p_reject, # probability that each photo is ungradable (class 'reject')
+                      quality, # human grade of each photo: 0 good, 1 usable, 2 reject
+                      max_good_refused:float=0.1, # largest share of the good photos the gate may refuse
+                     )->float: # refuse a photo when `p_reject >= threshold`
+    "Lowest threshold on `p_reject` that refuses at most `max_good_refused` of the good photos."
+    good = np.sort(np.asarray(p_reject, dtype=float)[np.asarray(quality) == 0])
+    if not len(good): raise ValueError("refusal_threshold: no good photo, the share refused is undefined")
+    k = int(np.floor(max_good_refused*len(good) + 1e-9)) # good photos we may refuse
+    return float(np.nextafter(good[len(good)-k-1], np.inf)) if k < len(good) else float(good.min())
+
+def refusal_rates(p_reject, # probability that each photo is ungradable
+                  quality, # human grade of each photo: 0 good, 1 usable, 2 reject
+                  threshold:float, # refuse when `p_reject >= threshold`
+                 )->dict: # `caught` (share of rejects refused), `good_refused` (share of good photos refused); nan when absent
+    "What a quality gate does at `threshold`: the rejects it catches and the good photos it refuses."
+    p,q = np.asarray(p_reject, dtype=float), np.asarray(quality)
+    share = lambda m: float((p[m] >= threshold).mean()) if m.any() else float('nan')
+    return dict(caught=share(q == 2), good_refused=share(q == 0))
 
 # %% ../nbs/00c_metrics.ipynb #37a746d8
 def calibration_table(y, # true labels, 0/1

@@ -9,9 +9,9 @@ __all__ = ['LITE0', 'LITE0_STATS', 'ARCHS', 'QUALITY_AUG', 'EyeNetCNN', 'dense_a
            'lite0_weights_path', 'load_lite0', 'frozen_features', 'linear_probe', 'tv_weights_file', 'has_weights',
            'resolve_pretrained', 'create_model', 'model_config', 'save_model', 'load_model', 'prepare_image',
            'predict_probs', 'score_to_grade', 'StoreImage', 'eyenet_dls', 'task_metrics', 'ChannelsLastCPU',
-           'CPUBFloat16', 'eyenet_learner', 'tune_thresholds', 'refusal_threshold', 'refusal_rates', 'quality_metrics',
-           'operating_threshold', 'valid_preds', 'valid_report', 'DistribTrainer', 'distrib_ctx', 'train_table',
-           'train_learner', 'train_fit', 'train_save', 'train', 'train_cli']
+           'CPUBFloat16', 'eyenet_learner', 'tune_thresholds', 'quality_metrics', 'operating_threshold', 'valid_preds',
+           'valid_report', 'DistribTrainer', 'distrib_ctx', 'train_table', 'train_learner', 'train_fit', 'train_save',
+           'train', 'train_cli']
 
 # %% ../nbs/04_model.ipynb #0e554de6
 import json, time, warnings, contextlib
@@ -34,7 +34,7 @@ from safetensors.torch import save_file, load_file
 import eyenet
 from .preprocess import preprocess_params
 from .data import TASKS, task_table, task_rows, patient_split, atomic_write, write_csv, cli_errors
-from .metrics import binary_metrics, roc_auc, qwk, threshold_for_sensitivity
+from .metrics import binary_metrics, roc_auc, qwk, threshold_for_sensitivity, refusal_threshold, refusal_rates, grade_metrics
 from .augment import fundus_tfms, balance_dls, BALANCE
 
 # %% ../nbs/04_model.ipynb #8380f54e
@@ -489,26 +489,6 @@ def tune_thresholds(scores, # regression scores
             t[i] = float(max(cands, key=lambda c: (score(t[:i]+[c]+t[i+1:]), -abs(c-t[i]))))
     return t
 
-# %% ../nbs/04_model.ipynb #da200436
-def refusal_threshold(p_reject, # probability that each photo is ungradable (class 'reject')
-                      quality, # human grade of each photo: 0 good, 1 usable, 2 reject
-                      max_good_refused:float=0.1, # largest share of the good photos the gate may refuse
-                     )->float: # refuse a photo when `p_reject >= threshold`
-    "Lowest threshold on `p_reject` that refuses at most `max_good_refused` of the good photos."
-    good = np.sort(np.asarray(p_reject, dtype=float)[np.asarray(quality) == 0])
-    if not len(good): raise ValueError("refusal_threshold: no good photo, the share refused is undefined")
-    k = int(np.floor(max_good_refused*len(good) + 1e-9)) # good photos we may refuse
-    return float(np.nextafter(good[len(good)-k-1], np.inf)) if k < len(good) else float(good.min())
-
-def refusal_rates(p_reject, # probability that each photo is ungradable
-                  quality, # human grade of each photo: 0 good, 1 usable, 2 reject
-                  threshold:float, # refuse when `p_reject >= threshold`
-                 )->dict: # `caught` (share of rejects refused), `good_refused` (share of good photos refused); nan when absent
-    "What a quality gate does at `threshold`: the rejects it catches and the good photos it refuses."
-    p,q = np.asarray(p_reject, dtype=float), np.asarray(quality)
-    share = lambda m: float((p[m] >= threshold).mean()) if m.any() else float('nan')
-    return dict(caught=share(q == 2), good_refused=share(q == 0))
-
 # %% ../nbs/04_model.ipynb #5a1c0e08
 def quality_metrics(y, # human grades 0 good, 1 usable, 2 reject
                     probs, # (N, 3) probabilities of good, usable, reject
@@ -559,7 +539,7 @@ def valid_report(learn, # trained learner from `eyenet_learner`
         if thresholds is None: thresholds = tune_thresholds(*valid_preds(learn, learn.dls.test_dl(learn.dls.train_ds.items, with_labels=True)))
         g,yv = score_to_grade(probs.ravel(), thresholds), y.round().astype(int).ravel()
         return dict(qwk=qwk(yv, g, 5), accuracy=float((g == yv).mean()), thresholds=[float(t) for t in thresholds], n=len(yv))
-    if cfg['task'] == 'grade': return dict(qwk=qwk(y, probs.argmax(1), 5), accuracy=float((probs.argmax(1) == y).mean()), n=len(y))
+    if cfg['task'] == 'grade': return grade_metrics(y, probs) # accuracy, QWK, mean absolute error of the likeliest grade
     op = (operating_threshold(cfg['task'], y, probs, target_sens, max_good_refused) if threshold is None
           else AttrDict(threshold=float(threshold), threshold_source='given', target=None))
     m = quality_metrics(y, probs, op.threshold) if cfg['task'] == 'quality' else binary_metrics(y, probs[:, 1], op.threshold)

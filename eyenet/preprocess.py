@@ -342,7 +342,7 @@ def gate(q:dict, # quality values from `photo_quality`
          rules:dict=QUALITY, # the thresholds
         )->tuple: # `(status, reason)`: ('ok', '') or ('rejected', reason)
     "Accept or reject a photo by its quality values; the reason is the first rule it fails (a missing value fails)."
-    q = {**q, 'gradability': gradability(q, rules)}
+    if 'gradability' not in q: q = {**q, 'gradability': gradability(q, rules)}
     for rule in rules.values():
         if not _z(q, rule) >= 0: return 'rejected', rule[3]
     return 'ok', ''
@@ -380,8 +380,9 @@ def process_photo(src, # path, binary file object or bytes of a photo
         rec.update(zip(BOX, (round(v*scale, 1) for v in box)))
         q['disc_px'] *= scale
     rec.update({k: round(v, 4) for k, v in q.items()})
+    q['gradability'] = gradability(q) # scored once: `gate` reads it
     rec['status'], rec['reason'] = gate(q)
-    rec['gradability'] = round(gradability(q), 4)
+    rec['gradability'] = round(q['gradability'], 4)
     if box is None: return None, rec
     out = crop if size == QSIZE else crop_disc(img, box, size)
     if graham: out = ben_graham(out, valid=disc_mask(size, box, img.size))
@@ -454,7 +455,7 @@ def _work(task):
     return rec
 
 def _record(src):
-    "The record of `process_photo` for one photo, without the crop: what a worker sends back when only the measurements count."
+    "The record of `process_photo` for one photo (its crop is dropped): what a worker sends back when only the measurements count."
     return process_photo(src)[1]
 
 # %% ../nbs/02_preprocess.ipynb #6f6ecc81

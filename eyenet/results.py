@@ -30,10 +30,10 @@ from fastcore.basics import AttrDict
 from fastcore.meta import delegates
 from fastcore.script import call_parse, store_true
 from .data import read_labels, patient_split, task_table, task_rows, find_labels, TASKS, atomic_write, write_csv, pool_map, cli_errors
-from .metrics import roc_auc, binary_metrics, qwk, referable_prob, bootstrap_ci, threshold_for_sensitivity, spec_at_sens, ece
+from .metrics import roc_auc, binary_metrics, qwk, referable_prob, bootstrap_ci, threshold_for_sensitivity, spec_at_sens, ece, refusal_threshold
 from .figures import plot_confusion, plot_roc, plot_pr, plot_calibration, photo_losses, plot_top_losses, gradcam, plot_cam, cam_target
 from .preprocess import process_photo, load_photo, preprocess_params
-from .model import load_model, prepare_image, predict_probs, score_to_grade, quality_metrics, refusal_threshold
+from .model import load_model, prepare_image, predict_probs, score_to_grade, quality_metrics
 
 # %% ../nbs/05_results.ipynb #62bc8d7f
 def probs_to_logits(probs, # (N, C) class probabilities, or (N,) probability of the positive class
@@ -679,8 +679,9 @@ def training_patients(train_metrics:dict, # the `metrics.json` training wrote be
                       cfg:dict, # model config
                      )->set: # patient ids the model was trained on (empty when unknown)
     "The patients of the training split, when the training data folder is recorded and still there."
-    d = Path(str((train_metrics or {}).get('data', '')))
-    if not str(d) or not d.is_dir() or find_labels(d) is None: return set()
+    d = (train_metrics or {}).get('data')
+    if not d or not Path(d).is_dir() or find_labels(d) is None: return set() # unknown, or not on this machine
+    d = Path(d)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         df = patient_split(task_table(d), **split_params(cfg, train_metrics)) # the DR table: every task splits as it does
