@@ -24,22 +24,12 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.script import call_parse, store_true
 
-def _features(paths, cache=None):
-    "`eyenet.model.frozen_features` of `paths` at 256 px, cached in `cache` (an .npz) across runs."
-    if cache is not None and Path(cache).exists():
-        z = np.load(cache, allow_pickle=False)
-        if list(z['paths']) == [str(p) for p in paths]: return z['x']
-    from eyenet.model import frozen_features
-    x = frozen_features(paths, size=256)
-    if cache is not None: np.savez(cache, x=x, paths=np.array([str(p) for p in paths]))
-    return x
-
 def _oof(x, y, groups, C=0.05, k=5):
     "Out-of-fold probe scores over patient folds (to choose a threshold without touching held-out patients)."
     from sklearn.model_selection import GroupKFold
     from eyenet.model import linear_probe
     s = np.zeros(len(y))
-    for tr, te in GroupKFold(k).split(x, y, groups): s[te] = linear_probe(C).fit(x[tr], y[tr]).predict_proba(x[te])[:, 1]
+    for tr, te in GroupKFold(k).split(x, y, groups): s[te] = linear_probe(C, scale=True).fit(x[tr], y[tr]).predict_proba(x[te])[:, 1]
     return s
 
 def gate_rates(p_reject, quality, thr, groups, n_boot=1000):
@@ -87,7 +77,8 @@ def main(epochs:int=4, # fine-tuning epochs of the learned quality model (after 
     res = dict(data=str(data), labels=str(eyeq))
     df = patient_split(read_labels(find_labels(data), data/'train', quality=eyeq), valid_pct=0.2, seed=42)
     df['quality'] = df['quality'].astype(float) # EyeQ grade, NaN where the photo has none
-    x = _features(df['path'].tolist(), cache=out/'lite0-features.npz')
+    from eyenet.model import frozen_features
+    x = frozen_features(df['path'].tolist(), 256, cache=out/'lite0-features.npz')
     tr, va = ~df.is_valid.values, df.is_valid.values
     g = df['quality'].notna().values
     res['n'] = dict(graded_train=int((tr&g).sum()), graded_valid=int((va&g).sum()), valid_patients=int(df[va&g].patient.nunique()),
@@ -107,13 +98,13 @@ def main(epochs:int=4, # fine-tuning epochs of the learned quality model (after 
                         reasons=rv.reason[rv.status != 'ok'].value_counts().to_dict(), seconds=round(time.perf_counter() - t0, 1))
 
     # 2. linear probe on frozen Lite0 features: reject vs rest, threshold out-of-fold on training patients
-    pr = linear_probe().fit(x[tr&g], yt)
+    pr = linear_probe(0.05, scale=True).fit(x[tr&g], yt)
     pv = pr.predict_proba(x[va&g])[:, 1]
     thr = refusal_threshold(_oof(x[tr&g], yt, qt.patient.values), qt.quality.values)
     res['probe'] = dict(auc=auc_ci(yv, pv, qv.patient.values, n_boot), at_threshold=gate_rates(pv, qv.quality.values, thr, qv.patient.values, n_boot))
 
     # 4. referable DR on photos graders call gradable vs reject (probe trained on every training photo)
-    dr = linear_probe(0.01).fit(x[tr], df.referable.values[tr])
+    dr = linear_probe(0.01, scale=True).fit(x[tr], df.referable.values[tr])
     pd_v = dr.predict_proba(x[va])[:, 1]
     from eyenet.results import auc_by_quality  # the same numbers `05_results` shows
     dv = df[va].assign(**{'p_non-referable': 1 - pd_v, 'p_referable': pd_v})

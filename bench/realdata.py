@@ -1,27 +1,64 @@
-"""Train EyeNet networks on real EyePACS photos on CPU and report what they reach on patients they never saw.
+"""Referable DR on real EyePACS photos: what fine-tuning adds over a frozen ImageNet backbone, lever by lever.
 
-    python bench/realdata.py [--archs eyenet,resnet18,effnet-lite0] [--tasks dr,referable] [--epochs 4]
-                             [--size 256] [--sizes effnet-lite0=224] [--bs 32] [--num-workers 0] [--target-sens 0.9]
-                             [--limit N] [--amp] [--balance weights|sampler|none] [--out results/realdata]
+    python bench/realdata.py [--rows default,fp32,...|all] [--probes] [--head-rows default] [--limit-checks]
+                             [--epochs 2] [--num-workers 0] [--target-sens 0.9] [--limit N] [--out results/realdata]
 
 Data: `eyenet.data.shared_data('eyepacs-256')`, the real photos beside the checkout (../shared/data/eyepacs-256:
-4,502 real EyePACS photos, 256 px, cropped and contrast-equalised), split by patient (`eyenet.data.patient_split`,
-20% of patients held out, both eyes together). Each (arch, task) is trained with `eyenet.model.train`
-(class-weighted loss, fundus augmentations, one-cycle; `fine_tune` for ImageNet backbones) and scored on the
-held-out patients: ROC AUC for `dr` / `referable`, with sensitivity and specificity at the operating threshold
-`train` tunes on those same patients for `--target-sens` (so they describe that operating point, not an independent
-estimate of it); quadratic weighted kappa (and accuracy) for `grade`; and the training time. torchvision ResNets
-start from ImageNet weights only when they are in the torch hub cache (this machine is offline); otherwise they
-train from scratch, and the table says so.
+4,502 EyePACS photos, 256 px, cropped and contrast-equalised), split by patient exactly as `eyenet-train` splits it
+(`train_table(data, task='referable')`: `patient_split(valid_pct=0.2, seed=42)`, both eyes together; 3,603 training
+and 899 validation photos). Every number is measured on the validation patients; nothing is tuned on them except
+the saved operating threshold, which `train` tunes there (its sensitivity/specificity are not reported here).
 
-Writes `OUT/realdata.json` (one record per run, with the full metrics.json of each) and each model to
-`OUT/<arch>-<task>/`. Says so in one line and exits when the data is absent. `--limit N` keeps about N photos
-(whole patients) for a quick smoke test.
+Two kinds of rows, each with the ROC AUC of referable DR (grade >= 2) per photo and per patient (worse eye), with
+patient-bootstrap 95% CIs, the AUC over the photos EyeQ graders call gradable (good or usable), the grade QWK where
+the model predicts grades, and the minutes it took on this machine:
+
+* `--probes`: logistic regressions on frozen, global-pooled ImageNet EfficientNet-Lite0/1/2 features
+  (`frozen_features`, `linear_probe`: class-balanced logistic regression, its C chosen by 5-fold patient cross-validation on
+  the training photos): the floor a fine-tuned recipe must beat, then the levers that cost
+  seconds on top of it: five grades (referable = P(grade >= 2)), both eyes (`two_eye_features`), and training
+  without the photos graders reject (`eyeq-quality.csv`). Features are cached in `OUT/features-<arch>-256.npz`.
+* `--rows`: fine-tuning runs of `eyenet.model.train`, each one change (`ROWS`) against today's default
+  (`eyenet-train --task referable --arch effnet-lite0 --size 256 --amp true`: class-weighted loss, `fundus_tfms`,
+  lr 2e-3 with fastai's `fine_tune`, 1 frozen epoch, body at lr/100). `--epochs` sets the schedule of every row: 2 is the short
+  schedule the levers are ranked on, 6 today's full length. Each row's model goes to `OUT/<row>/` and is scored
+  from what was saved; a row whose model and scores are already there is read back, so an interrupted run resumes.
+
+* `--head-rows`: a fine-tuned row's backbone, frozen, under a two-eye logistic head (`frozen_features(model=...)`).
+* `--limit-checks`: what holds the AUC back, measured with the probe: a learning curve over the share of training
+  patients, and the photos shrunk to 128 and 192 px before the same features.
+
+Every table also gives the AUC of each referable grade (2, 3, 4) against grades 0-1.
+Writes `OUT/realdata.json` and prints the table, plain and as markdown (what the README shows). Says so in one line and exits when the data is absent.
+`--limit N` keeps about N photos (whole patients) for a quick smoke test.
 """
 import json, os, tempfile, time, warnings
 from pathlib import Path
+import numpy as np, pandas as pd
 from fastcore.script import call_parse, store_true
 from eyenet.data import shared_data, atomic_write, write_csv
+
+DEFAULT = dict(task='referable', arch='effnet-lite0', size=256, amp=True, balance='weights', freeze_epochs=1) # today's recipe
+ROWS = { # one change each against DEFAULT
+    'default':     {},
+    'fp32':        dict(amp=False),                     # bfloat16 autocast off
+    'plain-loss':  dict(balance='none'),                # no class weights
+    'sampler':     dict(balance='sampler'),             # balanced batches instead of weights
+    'lr-find':     dict(find_lr=True),                  # lr_find's minimum instead of 2e-3
+    'no-freeze':   dict(freeze_epochs=0),               # no frozen epoch first
+    'lr-mult-10':  dict(lr_mult=10),                    # discriminative rates: body at lr/10 instead of lr/100
+    'lr-mult-1':   dict(lr_mult=1),                     # body and head at the same rate
+    'lp-ft':       dict(probe_init=True, freeze_epochs=0, lr_mult=10), # head started from the linear probe (which replaces the frozen epoch), body at lr/10
+    'no-lighting': dict(tfms=dict(max_lighting=0.)),    # flips, rotation, zoom; photos are already contrast-equalised
+    'flips-only':  dict(tfms=dict(max_rotate=0., max_zoom=1., max_lighting=0.)),
+    'no-aug':      dict(aug=False),
+    'size-224':    dict(size=224),
+    'size-288':    dict(size=288),
+    'lite1':       dict(arch='effnet-lite1'),
+    'lite2':       dict(arch='effnet-lite2'),
+    'grade':       dict(task='grade'),                  # five grades; referable = P(grade >= 2)
+    'clean':       dict(clean=True),                    # without the photos EyeQ graders reject
+}
 
 def subset(data, limit, seed=0):
     "A label CSV with about `limit` photos, whole patients, in a temp folder."
@@ -32,62 +69,219 @@ def subset(data, limit, seed=0):
     fn = Path(tempfile.mkdtemp())/'trainLabels.csv'
     return write_csv(df[df.patient.isin(keep)][['image', 'level']], fn)
 
-def fit(data, labels, arch, task, size, epochs, bs, lr, num_workers, amp, balance, target_sens, limit, out):
-    "Train one (arch, task) with `eyenet.model.train` and return its record for realdata.json."
-    from eyenet.model import train
-    reg = task == 'grade-reg'
-    print(f"\n=== {arch} / {task} at {size} px, {epochs} epochs ===", flush=True)
-    t0 = time.perf_counter()
-    learn, met = train(data=data, labels=labels, task='grade' if reg else task, arch=arch, size=size, epochs=epochs, bs=bs,
-                       lr=lr, out=out/f'{arch}-{task}', fallback=True, regression=reg, num_workers=num_workers,
-                       amp=amp or None, balance=balance, target_sens=target_sens,
-                       note='real EyePACS 256 px' + (f' (subset of {limit})' if limit else ''))
-    v = met['valid']
-    return dict(arch=arch, task=task, size=size, epochs=epochs, pretrained=met['pretrained'], amp=amp, balance=balance,
-                auc=v.get('roc_auc'), threshold=v.get('threshold'), sensitivity=v.get('recall'), specificity=v.get('specificity'),
-                qwk=v.get('qwk'), accuracy=v.get('accuracy'), n_train=met['n_train'], n_valid=met['n_valid'],
-                train_minutes=round(met['train_seconds']/60, 1), wall_minutes=round((time.perf_counter()-t0)/60, 1),
-                metrics=met)
+def split_table(data, labels, quality):
+    "The referable table as `eyenet-train` splits it, with the EyeQ grade (NaN where ungraded) of each photo."
+    from eyenet.model import train_table
+    from eyenet.data import read_quality
+    df = train_table(data, labels, 'referable').reset_index(drop=True)
+    q = read_quality(quality).set_index('image')['quality'] if quality is not None and Path(quality).exists() else pd.Series(dtype=float)
+    return df.assign(quality=df.image.map(q).astype(float)) # NaN: not graded
 
-def table(runs):
-    "Print the runs as one table."
-    f = lambda v: '   -  ' if v is None else f'{v:6.3f}'
-    print(f"\nreal EyePACS photos, patient-level split; validation = patients never seen in training; CPU ({os.cpu_count()} cores)")
-    print(f"{'arch':13s} {'task':10s} {'px':>4s} {'ep':>3s} {'ImageNet':>8s} {'AUC':>6s} {'thr':>6s} {'sens':>6s} {'spec':>6s} {'QWK':>6s} {'train min':>9s} {'n train/valid':>14s}")
-    for r in runs:
-        print(f"{r['arch']:13s} {r['task']:10s} {r['size']:4d} {r['epochs']:3d} {str(r['pretrained']):>8s} {f(r['auc'])} {f(r['threshold'])} "
-              f"{f(r['sensitivity'])} {f(r['specificity'])} {f(r['qwk'])} {r['train_minutes']:9.1f} {r['n_train']:7d}/{r['n_valid']}")
+def scores(df, p, grades=None, n_boot=1000):
+    "Photo and patient AUC (worse eye) with patient-bootstrap CIs, AUC over gradable photos, and the grade QWK."
+    from eyenet.metrics import bootstrap_ci, roc_auc, qwk
+    from eyenet.results import fuse_eyes
+    v = df[df.is_valid].assign(p=np.asarray(p, float), y=lambda d: d.referable.astype(int))
+    pat = fuse_eyes(v, 'max')
+    g = v.quality.isin([0, 1]).values
+    r = dict(auc=bootstrap_ci(v.y.values, v.p.values, v.patient.values, roc_auc, n_boot),
+             patient_auc=bootstrap_ci(pat.y.values, pat.p.values, None, roc_auc, n_boot),
+             gradable_auc=bootstrap_ci(v.y.values[g], v.p.values[g], v.patient.values[g], roc_auc, n_boot),
+             n_valid=len(v), n_patients=len(pat), n_gradable=int(g.sum()))
+    if grades is not None: r['qwk'] = qwk(v.level.values.astype(int), np.asarray(grades), 5)
+    neg = v.level.values < 2
+    r['grade_auc'] = {int(k): dict(n=int((v.level.values == k).sum()), auc=roc_auc(np.r_[np.zeros(neg.sum()), np.ones((v.level.values == k).sum())],
+                                                                             np.r_[v.p.values[neg], v.p.values[v.level.values == k]])) for k in (2, 3, 4)}
+    return r
+
+def choose_c(x, df, Cs=(0.001, 0.003, 0.01, 0.03, 0.1), k=5):
+    "The probe's C with the best referable AUC over `k` patient folds of the training photos (validation untouched)."
+    from sklearn.model_selection import GroupKFold
+    from eyenet.model import linear_probe
+    from eyenet.metrics import roc_auc
+    t = df[~df.is_valid]; xt, y = x[~df.is_valid.values], t.referable.values
+    cv = {C: float(np.mean([roc_auc(y[b], linear_probe(C).fit(xt[a], y[a]).predict_proba(xt[b])[:, 1])
+                            for a, b in GroupKFold(k).split(xt, y, t.patient)])) for C in Cs}
+    print('probe C, cross-validated AUC on the training patients: ' + ', '.join(f'{C:g}: {v:.3f}' for C, v in cv.items()), flush=True)
+    return max(cv, key=cv.get), cv
+
+def features(df, cache, **kw):
+    "`frozen_features` of every photo of `df`, cached in `cache` (.npz), with the minutes the pass took (kept beside it)."
+    from eyenet.model import frozen_features
+    t0, log = time.perf_counter(), Path(cache).with_suffix('.json')
+    x = frozen_features(list(df.path), cache=cache, **kw)
+    if time.perf_counter() - t0 > 5: log.write_text(json.dumps(dict(minutes=(time.perf_counter() - t0)/60))) # computed, not read back
+    return x, json.loads(log.read_text())['minutes'] if log.exists() else float('nan')
+
+def _probe(df, x, C, keep, grade=False):
+    "Fit the probe on rows `keep` (referable, or the five grades) and return (validation referable score, grades or None)."
+    from eyenet.model import linear_probe
+    from eyenet.metrics import referable_prob
+    y = df.level.values if grade else df.referable.values
+    pr = linear_probe(C).fit(x[keep], y[keep]).predict_proba(x[df.is_valid.values])
+    return (referable_prob(pr), pr.argmax(1)) if grade else (pr[:, 1], None)
+
+def probe_rows(df, out, archs, pool='catavgmax'):
+    "The linear-probe floor and the levers on frozen features, for each backbone in `archs`, then stacked backbones and another pooling."
+    from eyenet.model import two_eye_features
+    rows, tr = [], ~df.is_valid.values
+    clean = tr & (df.quality != 2).values
+    def add(name, arch, x, C, cv, minutes, keep=tr, grade=False):
+        t0 = time.perf_counter()
+        p, g = _probe(df, x, C, keep, grade)
+        rows.append(dict(row=name, kind='probe', arch=arch, C=C, C_cv=cv, n_train=int(keep.sum()),
+                         minutes=round(minutes + (time.perf_counter() - t0)/60, 1), **scores(df, p, g)))
+        print(_line(rows[-1]), flush=True)
+    xs, mins = [], []
+    for arch in archs:
+        x, m = features(df, out/f'features-{arch}-256.npz', size=256, arch=arch)
+        C, cv = choose_c(x, df)
+        x2 = two_eye_features(x, df)
+        add(f'probe ({arch})', arch, x, C, cv, m)
+        add(f'probe, 5 grades ({arch})', arch, x, C, cv, m, grade=True)
+        add(f'probe, both eyes ({arch})', arch, x2, C, cv, m)
+        add(f'probe, both eyes, 5 grades ({arch})', arch, x2, C, cv, m, grade=True)
+        add(f'probe, without EyeQ rejects ({arch})', arch, x, C, cv, m, keep=clean)
+        xs.append(x); mins.append(m)
+    if len(archs) > 1:
+        x = np.concatenate(xs, 1); C, cv = choose_c(x, df)
+        add(f'probe, {"+".join(a[-5:] for a in archs)} stacked', '+'.join(archs), x, C, cv, sum(mins))
+        add(f'probe, {"+".join(a[-5:] for a in archs)} stacked, both eyes', '+'.join(archs), two_eye_features(x, df), C, cv, sum(mins))
+    x, m = features(df, out/f'features-{archs[0]}-256-{pool}.npz', size=256, arch=archs[0], pool=pool)
+    C, cv = choose_c(x, df)
+    add(f'probe, {pool} pooling ({archs[0]})', archs[0], x, C, cv, m)
+    add(f'probe, {pool} pooling, both eyes ({archs[0]})', archs[0], two_eye_features(x, df), C, cv, m)
+    return rows
+
+def _scored(model_dir, df):
+    "Validation probabilities of the model saved in `model_dir`, cached beside it."
+    from eyenet.model import load_model, prepare_image, predict_probs
+    from PIL import Image
+    import torch
+    fn = Path(model_dir)/'valid_probs.npy'
+    if fn.exists(): return np.load(fn)
+    model, cfg = load_model(model_dir)
+    v = df[df.is_valid]
+    x = torch.stack([prepare_image(Image.open(p), cfg) for p in v.path])
+    probs = predict_probs(model, x)
+    atomic_write(fn, lambda f: np.save(open(f, 'wb'), probs))
+    return probs
+
+def finetune_row(name, data, labels, quality, df, out, epochs, num_workers, target_sens):
+    "Train (or read back) one ablation row and score it."
+    from eyenet.model import train
+    from eyenet.metrics import referable_prob
+    kw = {**DEFAULT, **ROWS[name]}
+    if kw.pop('clean', False): kw['drop_rejects'] = quality
+    d = out/name
+    done = (d/'metrics.json').exists() and (d/'model.safetensors').exists()
+    if not done:
+        print(f"\n=== {name}: {ROWS[name] or 'default'}, {epochs} epochs ===", flush=True)
+        train(data=data, labels=labels, epochs=epochs, out=d, num_workers=num_workers, target_sens=target_sens,
+              note=f'bench/realdata.py row {name}', **kw)
+    met = json.loads((d/'metrics.json').read_text())
+    probs = _scored(d, df)
+    grade = kw['task'] == 'grade'
+    r = scores(df, referable_prob(probs) if grade else probs[:, 1], probs.argmax(1) if grade else None)
+    return dict(row=name, kind='fine-tune', change=ROWS[name], arch=kw['arch'], size=kw['size'], epochs=met['epochs'],
+                freeze_epochs=met['freeze_epochs'], lr=met['lr'], lr_mult=met.get('lr_mult', 100), amp=met['amp'], n_train=met['n_train'],
+                minutes=round(met['train_seconds']/60, 1), **r)
+
+def two_eye_head(name, df, out, base):
+    "Row `name` with its fine-tuned backbone frozen and a two-eye logistic head on its pooled features."
+    from eyenet.model import linear_probe, two_eye_features
+    d = out/name
+    x, feat_min = features(df, d/'features.npz', size=base['size'], model=d)
+    C, cv = choose_c(x, df)
+    x2, tr = two_eye_features(x, df), ~df.is_valid.values
+    p = linear_probe(C).fit(x2[tr], df.referable.values[tr]).predict_proba(x2[~tr])[:, 1]
+    return dict(base, row=f'{name} + both-eyes head', kind='fine-tune + head', C=C, C_cv=cv,
+                minutes=round(base['minutes'] + feat_min, 1), **scores(df, p))
+
+def limits(df, out, fracs=(0.25, 0.5, 1.0), sizes=(128, 192, 256), seeds=(0, 1, 2)):
+    "What holds the AUC back, on frozen Lite0 features: fewer training patients, and lower input resolution."
+    from eyenet.model import linear_probe
+    from eyenet.metrics import roc_auc
+    res, tr, va = dict(data=[], resolution=[]), ~df.is_valid.values, df.is_valid.values
+    x, _ = features(df, out/'features-effnet-lite0-256.npz', size=256, arch='effnet-lite0')
+    pats = df.patient[tr].unique()
+    for f in fracs:
+        aucs = []
+        for s in (seeds if f < 1 else seeds[:1]):
+            keep = tr & df.patient.isin(np.random.default_rng(s).permutation(pats)[:int(round(f*len(pats)))]).values
+            aucs.append(roc_auc(df.referable.values[va], linear_probe().fit(x[keep], df.referable.values[keep]).predict_proba(x[va])[:, 1]))
+        res['data'].append(dict(share=f, n_train=int(round(f*tr.sum())), auc=float(np.mean(aucs)), auc_sd=float(np.std(aucs)), runs=len(aucs)))
+        print(f"probe (effnet-lite0), {f:4.0%} of the training patients: validation AUC {np.mean(aucs):.3f} (sd {np.std(aucs):.3f}, {len(aucs)} draws)", flush=True)
+    for sz in sizes:
+        xs, _ = features(df, out/f'features-effnet-lite0-{sz}.npz', size=sz, arch='effnet-lite0')
+        r = scores(df, linear_probe().fit(xs[tr], df.referable.values[tr]).predict_proba(xs[va])[:, 1])
+        res['resolution'].append(dict(size=sz, auc=r['auc']))
+        print(f"probe (effnet-lite0), photos shrunk to {sz} px: validation AUC {_ci(r['auc'])}", flush=True)
+    return res
+
+def _ci(t): return '      -              ' if t is None else f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]"
+def _line(r):
+    return (f"{r['row']:42s} {_ci(r['auc'])}  {_ci(r['patient_auc'])}  {_ci(r['gradable_auc'])}  "
+            f"{'  -  ' if r.get('qwk') is None else format(r['qwk'], '.3f')}  {r['minutes']:6.1f}  {r['n_train']:5d}").replace('nan', '  -')
+
+def table(rows, epochs):
+    "Print the rows as one table."
+    print(f"\nreferable DR, real EyePACS photos, validation patients never seen in training; CPU ({os.cpu_count()} cores); "
+          f"fine-tuning rows: 1 frozen + {epochs} epochs{' (short schedule)' if epochs < 6 else ''}")
+    print(f"{'row':42s} {'photo AUC [95% CI]':21s}  {'patient AUC':21s}  {'gradable-photo AUC':21s}  {'QWK':5s}  {'min':>6s}  {'train':>5s}")
+    for r in rows: print(_line(r))
+    print(f"\nAUC of each referable grade against grades 0-1 (how well the model finds moderate, severe, proliferative DR):")
+    for r in rows: print(f"{r['row']:42s} " + '  '.join(f"grade {k}: {g['auc']:.3f} (n={g['n']})" for k, g in r['grade_auc'].items()))
+
+def markdown(rows, epochs):
+    "The rows as the markdown table the README and `04_model` show."
+    f = lambda t: '–' if t is None else f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]"
+    out = ['| row | photo AUC [95% CI] | patient AUC | gradable-photo AUC | QWK | minutes |', '|---|---|---|---|---|---|']
+    for r in rows:
+        sched = f" (1 frozen + {r['epochs']})" if r['kind'] != 'probe' else ''
+        out.append(f"| {r['row']}{sched} | {f(r['auc'])} | {f(r['patient_auc'])} | {f(r['gradable_auc'])} | "
+                   f"{'–' if r.get('qwk') is None else format(r['qwk'], '.3f')} | {'–' if r['minutes'] != r['minutes'] else r['minutes']} |")
+    return '\n'.join(out)
+
+def _jsonable(r): return {k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()}
 
 @call_parse
 def main(data:str=None, # dataset folder (default: the real 256 px photos, `shared_data('eyepacs-256')`)
-         archs:str='eyenet,resnet18,effnet-lite0', # comma list of networks (names in `eyenet.model.ARCHS`)
-         tasks:str='dr,referable', # comma list of dr, referable, grade (grade: 5 classes), grade-reg (regression)
-         epochs:int=4, # training epochs
-         size:int=256, # network input side in pixels
-         sizes:str='effnet-lite0=224', # per-arch sizes, e.g. effnet-lite0=224,resnet18=256
-         bs:int=32, # batch size
-         lr:float=None, # peak learning rate (default: `train`'s)
-         num_workers:int=0, # data-loader processes (`num_workers` of `eyenet.model.train`)
-         amp:store_true=False, # bfloat16 autocast on CPU (1.2-1.9x faster on this machine's AVX-512 BF16 CPU)
-         balance:str='weights', # weights (class-weighted loss), sampler or none
-         target_sens:float=0.9, # dr / referable: sensitivity the saved threshold is tuned for (`train`'s `target_sens`)
+         rows:str='default', # comma list of fine-tuning rows (names in `ROWS`), or 'all', or '' for none
+         probes:store_true=False, # the linear-probe rows on frozen Lite0/1/2 features
+         probe_archs:str='effnet-lite0,effnet-lite1,effnet-lite2', # backbones of the probe rows
+         head_rows:str='', # comma list of fine-tuning rows to also score with a two-eye logistic head on their frozen backbone
+         limit_checks:store_true=False, # what limits the AUC: probe learning curve over training patients, and input resolution
+         epochs:int=2, # epochs of every fine-tuning row after its frozen one (2: short schedule; 6: full)
+         num_workers:int=0, # data-loader processes
+         target_sens:float=0.9, # sensitivity the saved threshold is tuned for (`train`'s `target_sens`)
+         quality:str=None, # EyeQ grades (default `shared_data('eyeq-quality.csv')`) for the gradable-photo AUC and the clean row
          limit:int=0, # use about this many photos, whole patients (smoke test); 0: all
-         out:str='results/realdata', # folder for realdata.json and the models
+         out:str='results/realdata', # folder for realdata.json, the feature caches and the models
         ):
-    "Train EyeNet networks on real EyePACS photos on CPU and report what they reach on patients they never saw."
+    "Referable DR on real EyePACS photos: linear-probe floor and fine-tuning levers, each on the same held-out patients."
     data = Path(data) if data else shared_data('eyepacs-256')
     if data is None or not (data/'trainLabels.csv').exists():
         return print(f"bench/realdata.py: the real data ({data or '../shared/data/eyepacs-256'}) is absent; nothing to do")
     warnings.filterwarnings('ignore')
-    sz = {k: int(v) for k, v in (kv.split('=') for kv in sizes.split(',') if kv)}
-    labels = subset(data, limit) if limit else None
+    quality = Path(quality) if quality else shared_data('eyeq-quality.csv')
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    runs = []
-    for arch in archs.split(','):
-        for task in tasks.split(','):
-            runs.append(fit(data, labels, arch, task, sz.get(arch, size), epochs, bs, lr, num_workers, amp, balance,
-                            target_sens, limit, out))
-            res = json.dumps(dict(data=str(data), limit=limit, runs=runs), indent=2)
-            atomic_write(out/'realdata.json', lambda f: f.write_text(res))
-    table(runs)
+    labels = subset(data, limit) if limit else None
+    df = split_table(data, labels, quality)
+    names = list(ROWS) if rows == 'all' else [r for r in rows.split(',') if r]
+    bad = [r for r in names if r not in ROWS]
+    if bad: raise SystemExit(f"bench/realdata.py: unknown rows {bad}; choose from {', '.join(ROWS)}")
+    res, lim = [], {}
+    save = lambda: atomic_write(out/'realdata.json', lambda f: f.write_text(json.dumps(
+        dict(data=str(data), limit=limit, epochs=epochs, rows=[_jsonable(r) for r in res], limits=lim), indent=2)))
+    if probes: res += probe_rows(df, out, probe_archs.split(',')); save()
+    for name in names:
+        res.append(finetune_row(name, data, labels, quality, df, out, epochs, num_workers, target_sens)); save()
+        print(_line(res[-1]), flush=True)
+        if name in head_rows.split(','):
+            res.append(two_eye_head(name, df, out, res[-1])); save()
+            print(_line(res[-1]), flush=True)
+    if limit_checks: lim.update(limits(df, out)); save()
+    table(res, epochs)
+    print('\n' + markdown(res, epochs))
     print(f"\nwrote {out/'realdata.json'}")
