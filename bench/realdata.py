@@ -16,19 +16,20 @@ the model predicts grades, and the minutes it took on this machine:
 * `--probes`: logistic regressions on frozen, global-pooled ImageNet EfficientNet-Lite0/1/2 features
   (`frozen_features`, `linear_probe`: class-balanced logistic regression, its C chosen by 5-fold patient cross-validation on
   the training photos): the floor a fine-tuned recipe must beat, then the levers that cost
-  seconds on top of it: five grades (referable = P(grade >= 2)), both eyes (`two_eye_features`), and training
-  without the photos graders reject (`eyeq-quality.csv`). Features are cached in `OUT/features-<arch>-256.npz`.
+  seconds on top of it: five grades (referable = P(grade >= 2)), both eyes (`two_eye_features`), training
+  without the photos graders reject (`eyeq-quality.csv`), the three backbones stacked, and mean+max pooling.
+  Features are cached in `OUT/features-<arch>-256*.npz`, with the minutes each pass took beside them.
 * `--rows`: fine-tuning runs of `eyenet.model.train`, each one change (`ROWS`) against today's default
   (`eyenet-train --task referable --arch effnet-lite0 --size 256 --amp true`: class-weighted loss, `fundus_tfms`,
   lr 2e-3 with fastai's `fine_tune`, 1 frozen epoch, body at lr/100). `--epochs` sets the schedule of every row: 2 is the short
   schedule the levers are ranked on, 6 today's full length. Each row's model goes to `OUT/<row>/` and is scored
   from what was saved; a row whose model and scores are already there is read back, so an interrupted run resumes.
-
 * `--head-rows`: a fine-tuned row's backbone, frozen, under a two-eye logistic head (`frozen_features(model=...)`).
 * `--limit-checks`: what holds the AUC back, measured with the probe: a learning curve over the share of training
   patients, and the photos shrunk to 128 and 192 px before the same features.
 
-Every table also gives the AUC of each referable grade (2, 3, 4) against grades 0-1.
+Every table also gives the AUC of each referable grade (2, 3, 4) against grades 0-1, and each row's AUC minus the
+probe floor's and the default's on the same photos (paired patient bootstrap).
 Writes `OUT/realdata.json` and prints the table, plain and as markdown (what the README shows). Says so in one line and exits when the data is absent.
 `--limit N` keeps about N photos (whole patients) for a quick smoke test.
 """
@@ -87,7 +88,7 @@ def scores(df, p, grades=None, n_boot=1000):
     r = dict(auc=bootstrap_ci(v.y.values, v.p.values, v.patient.values, roc_auc, n_boot),
              patient_auc=bootstrap_ci(pat.y.values, pat.p.values, None, roc_auc, n_boot),
              gradable_auc=bootstrap_ci(v.y.values[g], v.p.values[g], v.patient.values[g], roc_auc, n_boot),
-             n_valid=len(v), n_patients=len(pat), n_gradable=int(g.sum()))
+             n_valid=len(v), n_patients=len(pat), n_gradable=int(g.sum()), p=[round(float(q), 6) for q in v.p.values])
     if grades is not None: r['qwk'] = qwk(v.level.values.astype(int), np.asarray(grades), 5)
     neg = v.level.values < 2
     r['grade_auc'] = {int(k): dict(n=int((v.level.values == k).sum()), auc=roc_auc(np.r_[np.zeros(neg.sum()), np.ones((v.level.values == k).sum())],
@@ -219,6 +220,18 @@ def limits(df, out, fracs=(0.25, 0.5, 1.0), sizes=(128, 192, 256), seeds=(0, 1, 
         print(f"probe (effnet-lite0), photos shrunk to {sz} px: validation AUC {_ci(r['auc'])}", flush=True)
     return res
 
+FLOOR = 'probe (effnet-lite0)'
+
+def paired(rows, df, ref, n_boot=1000):
+    "Each row's photo AUC minus row `ref`'s on the same validation photos, with a paired patient-bootstrap 95% CI."
+    from eyenet.metrics import bootstrap_ci, roc_auc
+    base = next((r for r in rows if r['row'] == ref), None)
+    if base is None: return
+    v = df[df.is_valid]
+    diff = lambda y, P: roc_auc(y, P[:, 0]) - roc_auc(y, P[:, 1])
+    for r in rows:
+        if r is not base: r[f'vs {ref}'] = bootstrap_ci(v.referable.values.astype(int), np.c_[r['p'], base['p']], v.patient.values, diff, n_boot)
+
 def _ci(t): return '      -              ' if t is None else f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]"
 def _line(r):
     return (f"{r['row']:42s} {_ci(r['auc'])}  {_ci(r['patient_auc'])}  {_ci(r['gradable_auc'])}  "
@@ -227,19 +240,25 @@ def _line(r):
 def table(rows, epochs):
     "Print the rows as one table."
     print(f"\nreferable DR, real EyePACS photos, validation patients never seen in training; CPU ({os.cpu_count()} cores); "
-          f"fine-tuning rows: 1 frozen + {epochs} epochs{' (short schedule)' if epochs < 6 else ''}")
+          f"fine-tuning rows: {epochs} epochs after their frozen ones{' (short schedule)' if epochs < 6 else ''}")
     print(f"{'row':42s} {'photo AUC [95% CI]':21s}  {'patient AUC':21s}  {'gradable-photo AUC':21s}  {'QWK':5s}  {'min':>6s}  {'train':>5s}")
     for r in rows: print(_line(r))
     print(f"\nAUC of each referable grade against grades 0-1 (how well the model finds moderate, severe, proliferative DR):")
     for r in rows: print(f"{r['row']:42s} " + '  '.join(f"grade {k}: {g['auc']:.3f} (n={g['n']})" for k, g in r['grade_auc'].items()))
+    for ref in (FLOOR, 'default'):
+        if any(f'vs {ref}' in r for r in rows):
+            print(f"\nphoto AUC minus that of {ref!r} on the same photos (paired patient bootstrap, 95% CI):")
+            for r in rows:
+                if f'vs {ref}' in r: d = r[f'vs {ref}']; print(f"{r['row']:42s} {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]")
 
 def markdown(rows, epochs):
     "The rows as the markdown table the README and `04_model` show."
     f = lambda t: '–' if t is None else f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]"
-    out = ['| row | photo AUC [95% CI] | patient AUC | gradable-photo AUC | QWK | minutes |', '|---|---|---|---|---|---|']
+    out = ['| row | photo AUC [95% CI] | minus the probe floor (paired) | patient AUC | gradable-photo AUC | QWK | minutes |', '|---|---|---|---|---|---|---|']
     for r in rows:
-        sched = f" (1 frozen + {r['epochs']})" if r['kind'] != 'probe' else ''
-        out.append(f"| {r['row']}{sched} | {f(r['auc'])} | {f(r['patient_auc'])} | {f(r['gradable_auc'])} | "
+        sched = f" ({r['freeze_epochs']} frozen + {r['epochs']})" if r['kind'] != 'probe' else ''
+        d = r.get(f'vs {FLOOR}')
+        out.append(f"| {r['row']}{sched} | {f(r['auc'])} | {'–' if d is None else f'{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]'} | {f(r['patient_auc'])} | {f(r['gradable_auc'])} | "
                    f"{'–' if r.get('qwk') is None else format(r['qwk'], '.3f')} | {'–' if r['minutes'] != r['minutes'] else r['minutes']} |")
     return '\n'.join(out)
 
@@ -281,7 +300,8 @@ def main(data:str=None, # dataset folder (default: the real 256 px photos, `shar
         if name in head_rows.split(','):
             res.append(two_eye_head(name, df, out, res[-1])); save()
             print(_line(res[-1]), flush=True)
-    if limit_checks: lim.update(limits(df, out)); save()
+    if limit_checks: lim.update(limits(df, out))
+    paired(res, df, FLOOR); paired(res, df, 'default'); save()
     table(res, epochs)
     print('\n' + markdown(res, epochs))
     print(f"\nwrote {out/'realdata.json'}")
