@@ -160,7 +160,7 @@ def frozen_features(paths:list, # photo files (any size: each is resized to `siz
     dev = default_device() # the GPU when there is one
     net,out = net.eval().to(dev),[]
     with torch.inference_mode():
-        for i in tqdm(range(0, len(paths), bs), desc=f'{arch} features', disable=not progress):
+        for i in tqdm(range(0, len(paths), bs), desc=f"{cfg['arch'] if model else arch} features", disable=not progress):
             ims = [np.asarray(Image.open(p).convert('RGB').resize((size, size), Image.BILINEAR)) for p in paths[i:i+bs]]
             x = torch.from_numpy(np.stack(ims)).permute(0, 3, 1, 2).float()/127.5 - 1 # LITE_STATS: (x - 127.5)/127.5
             out.append(net(x.to(dev)).float().cpu().numpy())
