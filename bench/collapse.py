@@ -3,7 +3,7 @@
     python bench/collapse.py [--size 128] [--epochs 6] [--lr 1e-3] [--bs 32]
 
 Plain PyTorch on in-memory tensors (bf16 autocast, channels-last, AdamW + one-cycle, class-weighted loss, random
-flips and quarter turns), the patient split of `eyenet.data.patient_split` on `eyenet.data.shared_data('eyepacs-256')`
+flips and quarter turns), the patient split of `eyenet.data.patient_split` on `eyenet.core.shared_data('eyepacs-256')`
 (the real photos beside the checkout, ../shared/data/eyepacs-256; without them the script says so and stops), task
 `referable`. Each epoch prints the share of the dense layer's units that fire for at least one of 256 validation
 photos (`eyenet.model.dense_alive`), the validation ROC AUC and the spread of the predicted probabilities.
@@ -13,7 +13,7 @@ import time, warnings
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from PIL import Image
 from fastcore.script import call_parse
-from eyenet.data import shared_data
+from eyenet.core import shared_data
 
 @call_parse
 def main(size:int=128, # network input side in pixels

@@ -14,10 +14,10 @@ import os, tempfile, time, warnings
 from pathlib import Path
 import numpy as np, torch
 from fastcore.script import call_parse
-from eyenet.data import shared_data
+from eyenet.core import shared_data
 from eyenet.synthetic import synth_fundus, CAMERAS
 from eyenet.model import create_model, save_model
-from eyenet.results import prep_photo
+from eyenet.score import prep_photo
 from eyenet.inference import Predictor, predict, export_onnx
 
 def photos(tmp):

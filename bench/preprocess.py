@@ -23,7 +23,7 @@ from fastcore.script import call_parse, store_true
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from eyenet.data import shared_data
+from eyenet.core import shared_data
 from eyenet.preprocess import process_photo
 
 def default_src():

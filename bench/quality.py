@@ -12,7 +12,7 @@ threshold is chosen on the training patients only (out-of-fold for the probe), e
 In one run, side by side:
 1. the rule-based gate (`process_photo`: its verdict, and its `gradability` score);
 2. the simplest learned baseline: a logistic regression on frozen ImageNet EfficientNet-Lite0 features (global-pooled);
-3. EyeNet's learned quality model, trained by `eyenet.model.train(task='quality')` and scored by `eyenet.results.evaluate`;
+3. EyeNet's learned quality model, trained by `eyenet.learner.train(task='quality')` and scored by `eyenet.results.evaluate`;
 4. the referable-DR AUC (linear probe on the same frozen features) on photos graders call good/usable vs reject
    (`eyenet.results.auc_by_quality`, as `05_results` shows it);
 5. the gate's verdicts on the raw camera photos against their EyeQ grades.
@@ -27,7 +27,7 @@ from fastcore.script import call_parse, store_true
 def _oof(x, y, groups, C=0.05, k=5):
     "Out-of-fold probe scores over patient folds (to choose a threshold without touching held-out patients)."
     from sklearn.model_selection import GroupKFold
-    from eyenet.model import linear_probe
+    from eyenet.probe import linear_probe
     s = np.zeros(len(y))
     for tr, te in GroupKFold(k).split(x, y, groups): s[te] = linear_probe(C, scale=True).fit(x[tr], y[tr]).predict_proba(x[te])[:, 1]
     return s
@@ -66,9 +66,10 @@ def main(epochs:int=4, # fine-tuning epochs of the learned quality model (after 
          out:str='results/quality', # output folder
         ):
     "Imageability on real photos: learned quality model vs rule-based gate vs linear probe, on held-out patients."
-    from eyenet.data import shared_data, read_labels, find_labels, patient_split
+    from eyenet.core import shared_data
+    from eyenet.data import read_labels, find_labels, patient_split
     from eyenet.metrics import refusal_threshold
-    from eyenet.model import linear_probe
+    from eyenet.probe import linear_probe
     data, eyeq, raw = shared_data('eyepacs-256'), shared_data('eyeq-quality.csv'), shared_data('eyepacs-raw')
     if data is None or eyeq is None:
         print("bench/quality.py: the real photos or EyeQ grades (../shared/data) are absent; nothing to do"); return
@@ -77,7 +78,7 @@ def main(epochs:int=4, # fine-tuning epochs of the learned quality model (after 
     res = dict(data=str(data), labels=str(eyeq))
     df = patient_split(read_labels(find_labels(data), data/'train', quality=eyeq), valid_pct=0.2, seed=42)
     df['quality'] = df['quality'].astype(float) # EyeQ grade, NaN where the photo has none
-    from eyenet.model import frozen_features
+    from eyenet.probe import frozen_features
     x = frozen_features(df['path'].tolist(), 256, cache=out/'lite0-features.npz')
     tr, va = ~df.is_valid.values, df.is_valid.values
     g = df['quality'].notna().values
@@ -113,7 +114,7 @@ def main(epochs:int=4, # fine-tuning epochs of the learned quality model (after 
 
     # 3. the learned quality model
     if not skip_train or model:
-        from eyenet.model import train
+        from eyenet.learner import train
         from eyenet.results import evaluate
         if model is None:
             t0 = time.perf_counter()

@@ -3,7 +3,7 @@
     python bench/realdata.py [--rows default,fp32,...|all] [--probes] [--head-rows default] [--limit-checks]
                              [--epochs 2] [--num-workers 0] [--target-sens 0.9] [--limit N] [--out results/realdata]
 
-Data: `eyenet.data.shared_data('eyepacs-256')`, the real photos beside the checkout (../shared/data/eyepacs-256:
+Data: `eyenet.core.shared_data('eyepacs-256')`, the real photos beside the checkout (../shared/data/eyepacs-256:
 4,502 EyePACS photos, 256 px, cropped and contrast-equalised), split by patient exactly as `eyenet-train` splits it
 (`train_table(data, task='referable')`: `patient_split(valid_pct=0.2, seed=42)`, both eyes together; 3,603 training
 and 899 validation photos). Every number is measured on the validation patients; nothing is tuned on them except
@@ -19,7 +19,7 @@ the model predicts grades, and the minutes it took on this machine:
   seconds on top of it: five grades (referable = P(grade >= 2)), both eyes (`two_eye_features`), training
   without the photos graders reject (`eyeq-quality.csv`), the three backbones stacked, and mean+max pooling.
   Features are cached in `OUT/features-<arch>-256*.npz`, with the minutes each pass took beside them.
-* `--rows`: fine-tuning runs of `eyenet.model.train`, each one change (`ROWS`) against today's default
+* `--rows`: fine-tuning runs of `eyenet.learner.train`, each one change (`ROWS`) against today's default
   (`eyenet-train --task referable --arch effnet-lite0 --size 256 --amp true`: class-weighted loss, `fundus_tfms`,
   lr 2e-3 with fastai's `fine_tune`, 1 frozen epoch, body at lr/100). `--epochs` sets the schedule of every row: 2 is the short
   schedule the levers are ranked on, 6 today's full length. Each row's model goes to `OUT/<row>/` and is scored
@@ -37,7 +37,7 @@ import json, os, tempfile, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.script import call_parse, store_true
-from eyenet.data import shared_data, atomic_write, write_csv
+from eyenet.core import shared_data, atomic_write, write_csv
 
 DEFAULT = dict(task='referable', arch='effnet-lite0', size=256, amp=True, balance='weights', freeze_epochs=1) # today's recipe
 ROWS = { # one change each against DEFAULT
@@ -72,7 +72,7 @@ def subset(data, limit, seed=0):
 
 def split_table(data, labels, quality):
     "The referable table as `eyenet-train` splits it, with the EyeQ grade (NaN where ungraded) of each photo."
-    from eyenet.model import train_table
+    from eyenet.learner import train_table
     from eyenet.data import read_quality
     df = train_table(data, labels, 'referable').reset_index(drop=True)
     q = read_quality(quality).set_index('image')['quality'] if quality is not None and Path(quality).exists() else pd.Series(dtype=float)
@@ -98,7 +98,7 @@ def scores(df, p, grades=None, n_boot=1000):
 def choose_c(x, df, Cs=(0.001, 0.003, 0.01, 0.03, 0.1), k=5):
     "The probe's C with the best referable AUC over `k` patient folds of the training photos (validation untouched)."
     from sklearn.model_selection import GroupKFold
-    from eyenet.model import linear_probe
+    from eyenet.probe import linear_probe
     from eyenet.metrics import roc_auc
     t = df[~df.is_valid]; xt, y = x[~df.is_valid.values], t.referable.values
     cv = {C: float(np.mean([roc_auc(y[b], linear_probe(C).fit(xt[a], y[a]).predict_proba(xt[b])[:, 1])
@@ -108,7 +108,7 @@ def choose_c(x, df, Cs=(0.001, 0.003, 0.01, 0.03, 0.1), k=5):
 
 def features(df, cache, **kw):
     "`frozen_features` of every photo of `df`, cached in `cache` (.npz), with the minutes the pass took (kept beside it)."
-    from eyenet.model import frozen_features
+    from eyenet.probe import frozen_features
     t0, log = time.perf_counter(), Path(cache).with_suffix('.json')
     x = frozen_features(list(df.path), cache=cache, **kw)
     if time.perf_counter() - t0 > 5: log.write_text(json.dumps(dict(minutes=(time.perf_counter() - t0)/60))) # computed, not read back
@@ -116,7 +116,7 @@ def features(df, cache, **kw):
 
 def _probe(df, x, C, keep, grade=False):
     "Fit the probe on rows `keep` (referable, or the five grades) and return (validation referable score, grades or None)."
-    from eyenet.model import linear_probe
+    from eyenet.probe import linear_probe
     from eyenet.metrics import referable_prob
     y = df.level.values if grade else df.referable.values
     pr = linear_probe(C).fit(x[keep], y[keep]).predict_proba(x[df.is_valid.values])
@@ -124,7 +124,7 @@ def _probe(df, x, C, keep, grade=False):
 
 def probe_rows(df, out, archs, pool='catavgmax'):
     "The linear-probe floor and the levers on frozen features, for each backbone in `archs`, then stacked backbones and another pooling."
-    from eyenet.model import two_eye_features
+    from eyenet.probe import two_eye_features
     rows, tr = [], ~df.is_valid.values
     clean = tr & (df.quality != 2).values
     def add(name, arch, x, C, cv, minutes, keep=tr, grade=False):
@@ -170,7 +170,7 @@ def _scored(model_dir, df):
 
 def finetune_row(name, data, labels, quality, df, out, epochs, num_workers, target_sens):
     "Train (or read back) one ablation row and score it."
-    from eyenet.model import train
+    from eyenet.learner import train
     from eyenet.metrics import referable_prob
     kw = {**DEFAULT, **ROWS[name]}
     if kw.pop('clean', False): kw['drop_rejects'] = quality
@@ -190,7 +190,7 @@ def finetune_row(name, data, labels, quality, df, out, epochs, num_workers, targ
 
 def two_eye_head(name, df, out, base):
     "Row `name` with its fine-tuned backbone frozen and a two-eye logistic head on its pooled features."
-    from eyenet.model import linear_probe, two_eye_features
+    from eyenet.probe import linear_probe, two_eye_features
     d = out/name
     x, feat_min = features(df, d/'features.npz', size=base['size'], model=d)
     C, cv = choose_c(x, df)
@@ -201,7 +201,7 @@ def two_eye_head(name, df, out, base):
 
 def limits(df, out, fracs=(0.25, 0.5, 1.0), sizes=(128, 192, 256), seeds=(0, 1, 2)):
     "What holds the AUC back, on frozen Lite0 features: fewer training patients, and lower input resolution."
-    from eyenet.model import linear_probe
+    from eyenet.probe import linear_probe
     from eyenet.metrics import roc_auc
     res, tr, va = dict(data=[], resolution=[]), ~df.is_valid.values, df.is_valid.values
     x, _ = features(df, out/'features-effnet-lite0-256.npz', size=256, arch='effnet-lite0')

@@ -4,7 +4,7 @@
                           [--seed-steps 1] [--rounds 4] [--num-workers 0] [--amp both|fp32|bf16] [--store DIR]
 
 Each network (and precision) trains in its own process through the same fastai `Learner`
-(`eyenet.model.eyenet_learner`: class-weighted loss, Adam, channels-last) fed two ways:
+(`eyenet.learner.eyenet_learner`: class-weighted loss, Adam, channels-last) fed two ways:
 
 - real loader: `eyenet_dls` over 256 px JPEGs (decode, fundus augmentations, normalisation; or `--store`'s array);
 - in memory: batches that loader already made, held in RAM as normalised tensors (the fastest any loader could be).
@@ -14,7 +14,7 @@ script prints images/s (wall clock), CPU ms per image, the loader/in-memory rati
 the loader alone, and with the in-memory copy). eyenet-seed trains at `--seed-bs` (512, the original Keras batch):
 one optimiser step per 512 photos, the gradient accumulated over chunks of `--chunk` photos (fastai
 `GradientAccumulation`), which is the same update as one 512 batch (the network has no BatchNorm) without holding
-512 photos' activations at once. `--amp bf16` adds bfloat16 autocast on CPU (`eyenet.model.CPUBFloat16`).
+512 photos' activations at once. `--amp bf16` adds bfloat16 autocast on CPU (`eyenet.learner.CPUBFloat16`).
 
 Reference (issue): the original Keras `cnn.py` trains at 4.45 images/s on 2 cores with 19.8 GiB resident at
 batch 512. Targets: eyenet-seed >= 4.45 images/s with <= 9.9 GiB; EyeNetCNN >= 40 images/s on 2 cores through the
@@ -28,7 +28,7 @@ import json, os, resource, subprocess, sys, tempfile, time, warnings
 from pathlib import Path
 from typing import Annotated
 from fastcore.script import call_parse
-from eyenet.data import shared_data
+from eyenet.core import shared_data
 
 GF = {'eyenet': 1.5, 'eyenet-seed': 47.}
 
@@ -49,7 +49,8 @@ def time_one(a):
     import torch
     from fastai.vision.all import Callback, CancelFitException, DataLoader, GradientAccumulation
     from eyenet.data import read_labels, patient_split, find_labels
-    from eyenet.model import eyenet_dls, eyenet_learner, ARCHS
+    from eyenet.learner import eyenet_dls, eyenet_learner
+    from eyenet.model import ARCHS
     data = Path(a['data'])
     df = patient_split(read_labels(find_labels(data), data/'train'))
     chunk = a['chunk'] if a['bs'] > a['chunk'] else a['bs']
@@ -127,7 +128,7 @@ def main(nets:str='eyenet,eyenet-seed', # comma list of networks to time
          steps:int=12, # timed optimiser steps of EyeNetCNN, per feed
          seed_steps:int=1, # timed optimiser steps of eyenet-seed, per feed (1-3 min each)
          rounds:int=4, # timed blocks per feed, loader and in-memory alternating
-         num_workers:int=0, # data-loader processes (`num_workers` of `eyenet.model.train`)
+         num_workers:int=0, # data-loader processes (`num_workers` of `eyenet.learner.train`)
          amp:Annotated[str, "precision: fp32, bf16 (bfloat16 autocast on CPU) or both, one after the other",
                        dict(choices=['both', 'fp32', 'bf16'])]='both',
          store:str=None, # array store folder (eyenet-preprocess --store) instead of JPEGs

@@ -15,7 +15,7 @@ from fastai.data.core import DataLoaders
 from fastai.callback.data import WeightedDL
 from fastai.losses import CrossEntropyLossFlat
 import matplotlib.pyplot as plt
-from .data import atomic_write, parallel_map
+from .core import atomic_write, parallel_map
 
 # %% auto #0
 __all__ = ['OFFLINE_AUGS', 'BALANCE', 'apply_aug', 'balance_offline', 'augment_offline', 'copy_leak', 'show_offline',

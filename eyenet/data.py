@@ -6,21 +6,15 @@ Docs: https://eyenet-dr.github.io/eyenet/data.html.md"""
 
 # %% ../nbs/00_data.ipynb #8a4a6e4b
 from __future__ import annotations
-import ast, contextlib, hashlib, importlib.metadata, importlib.util, os, re, signal, sys, threading, time, warnings
-import multiprocessing as mp
-from concurrent.futures import ProcessPoolExecutor, FIRST_COMPLETED, wait
-from concurrent.futures.process import BrokenProcessPool
+import hashlib, re, warnings
 from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.basics import AttrDict
-from fastcore.script import call_parse, CliError
-from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['GRADES', 'QUALITY_GRADES', 'TASKS', 'IMG_EXTS', 'CLI_ERRORS', 'parse_image_id', 'photo_files', 'find_labels',
-           'label_report', 'read_labels', 'read_quality', 'atomic_write', 'write_csv', 'shared_data', 'patient_table',
-           'patient_split', 'patient_folds', 'leak_audit', 'task_table', 'task_rows', 'WorkerDied', 'pool_map',
-           'parallel_map', 'cli_errors', 'commands', 'help_cli']
+__all__ = ['GRADES', 'QUALITY_GRADES', 'TASKS', 'IMG_EXTS', 'parse_image_id', 'photo_files', 'find_labels', 'label_report',
+           'read_labels', 'read_quality', 'patient_table', 'patient_split', 'patient_folds', 'leak_audit', 'task_table',
+           'task_rows']
 
 # %% ../nbs/00_data.ipynb #a019a95e
 GRADES = {0: 'No DR', 1: 'Mild NPDR', 2: 'Moderate NPDR', 3: 'Severe NPDR', 4: 'Proliferative DR'}
@@ -193,34 +187,6 @@ def read_quality(csv:str|Path|list, # `image,quality` CSV (EyeQ's `Label_EyeQ_tr
     if (n > 1).any(): raise ValueError(f"{' + '.join(map(str, fns))}: {int((n > 1).sum())} photos have two different quality grades, e.g. {n[n > 1].index[0]}")
     return df.drop_duplicates('image').reset_index(drop=True)
 
-# %% ../nbs/00_data.ipynb #a6233126
-def atomic_write(fn:str|Path, # file to (re)write
-                 write, # function that writes the content to the path it is given
-                )->Path: # `fn`
-    "Write `fn` through a temporary file and an atomic rename, so it is never seen half-written."
-    fn = Path(fn); fn.parent.mkdir(parents=True, exist_ok=True)
-    tmp = fn.with_name(f'.{fn.name}.{os.getpid()}.tmp')
-    try: write(tmp); os.replace(tmp, fn)
-    finally:
-        if tmp.exists(): tmp.unlink()
-    return fn
-
-# %% ../nbs/00_data.ipynb #2f23ad0a
-def write_csv(df:pd.DataFrame, # table to write
-              fn:str|Path, # CSV file to (re)write
-             )->Path: # `fn`
-    "Write `df` to `fn` as CSV without its index, atomically."
-    return atomic_write(fn, lambda t: df.to_csv(t, index=False))
-
-# %% ../nbs/00_data.ipynb #915abd9b
-def shared_data(sub:str='', # sub-folder or file inside the data folder, e.g. 'eyepacs-raw'
-               )->Path|None: # the path, or None when the real data is not on this machine
-    "The real Kaggle data kept beside the checkout (`../shared/data`), if present."
-    root = Path(__file__).resolve().parent.parent if '__file__' in globals() else Path.cwd()
-    cands = [os.environ.get('EYENET_DATA'), root/'../shared/data', Path.cwd()/'../shared/data', Path.cwd()/'../../shared/data']
-    for c in cands:
-        if c and (Path(c)/sub).exists(): return (Path(c)/sub).resolve()
-
 # %% ../nbs/00_data.ipynb #828c843b
 def patient_table(df:pd.DataFrame, # label table from `read_labels`
                  )->pd.DataFrame: # one row per patient: patient, worst level, number of photos
@@ -312,182 +278,3 @@ def task_rows(df:pd.DataFrame, # a `task_table` (split or not)
     if col not in df.columns: raise KeyError(f"task {task!r} needs a `{col}` column; the table has {list(df.columns)}")
     res = df[df[col].notna()].reset_index(drop=True)
     return res.assign(**{col: res[col].astype(int)})
-
-# %% ../nbs/00_data.ipynb #64f4dcf0
-class WorkerDied(RuntimeError):
-    "A worker process died (a crash in native code, the out-of-memory killer) on one item, and again when it ran alone."
-
-def _preload(fn, # the function the workers run (or a `functools.partial` of it)
-             preload:list|None=None, # modules to import in the fork server; None: the module of `fn`
-            )->list: # module names
-    "Modules the fork server imports once for all workers."
-    if preload is not None: return list(preload)
-    mod = getattr(getattr(fn, 'func', fn), '__module__', None)
-    return [m for m in dict.fromkeys(['eyenet.data', mod]) if m and m != '__main__']
-
-def _pool_ctx(mods:list, # modules to preload
-             ):
-    "A multiprocessing context: a fork server that imported `mods` (Linux, macOS), else spawn (Windows)."
-    if 'forkserver' not in mp.get_all_start_methods(): return mp.get_context('spawn')
-    ctx = mp.get_context('forkserver')
-    ctx.set_forkserver_preload(mods)  # takes effect when the server starts, with the first pool of this process
-    return ctx
-
-# %% ../nbs/00_data.ipynb #414a64b0
-def _alive(pid:int)->bool:
-    "Whether process `pid` exists."
-    try: os.kill(pid, 0)
-    except ProcessLookupError: return False
-    except PermissionError: pass
-    return True
-
-def _watch(pid:int, # process to watch
-           every:float=0.5, # seconds between checks
-          ):
-    "Return once process `pid` is gone."
-    while _alive(pid): time.sleep(every)
-
-def _die_with(pid):
-    "Body of a worker's watchdog thread: end the worker at once when the main process `pid` is gone."
-    _watch(pid); os._exit(1)
-
-def _init_worker(main_pid:int, # the process that started the pool
-                ):
-    "Start a worker: it dies with the main process, so a killed run leaves no orphans writing files; one thread per worker."
-    try:
-        import ctypes
-        ctypes.CDLL('libc.so.6').prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: killed when our parent dies (Linux)
-    except Exception: pass                                # elsewhere the watchdog below does it alone
-    threading.Thread(target=_die_with, args=(main_pid,), daemon=True).start()  # the parent is the fork server: watch the main process
-    if 'torch' in sys.modules: sys.modules['torch'].set_num_threads(1)  # n workers x n threads would oversubscribe the cores
-
-# %% ../nbs/00_data.ipynb #dd33d045
-def _new_pool(n:int, ctx)->ProcessPoolExecutor:
-    "A pool of `n` worker processes that die with this one."
-    return ProcessPoolExecutor(n, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),))
-
-def _submit(ex, fn, todo, pending:dict, size:int)->bool:
-    "Submit `fn` of items from the iterator `todo` of `(index, item)` until `size` are in flight; False once `todo` is exhausted."
-    while len(pending) < size:
-        try: i,x = next(todo)
-        except StopIteration: return False
-        pending[ex.submit(fn, x)] = (i, x)
-    return True
-
-# %% ../nbs/00_data.ipynb #9a107ff9
-def _finished(fut)->bool:
-    "Whether `fut` completed normally (before its pool broke)."
-    return fut.done() and not fut.cancelled() and fut.exception() is None
-
-def _run_pool(fn, todo, workers:int, ctx, retry:list):
-    "Yield `(index, result)` from a pool of `workers` until `todo` is done or a worker dies; then put the items in flight on `retry`."
-    ex, pending, more = _new_pool(workers, ctx), {}, True
-    try:
-        while True:
-            if more: more = _submit(ex, fn, todo, pending, 4*workers)   # a bounded window: memory stays flat
-            if not pending: return
-            done,_ = wait(pending, return_when=FIRST_COMPLETED)
-            broken = False
-            for fut in done:
-                if isinstance(fut.exception(), BrokenProcessPool): broken = True; continue
-                yield pending.pop(fut)[0], fut.result()             # a `fn` that raised raises here
-            if broken:
-                for fut,(i,x) in list(pending.items()):
-                    if _finished(fut): yield i, fut.result()
-                    else: retry.append((i, x))
-                return
-    finally: ex.shutdown(wait=True, cancel_futures=True)
-
-def _alone(fn, i:int, x, ctx):
-    "`fn(x)` in a fresh one-worker pool, or a `WorkerDied` if that worker dies too."
-    ex = _new_pool(1, ctx)
-    try: return ex.submit(fn, x).result()
-    except BrokenProcessPool:
-        return WorkerDied(f"the worker process died on item {i}, and again when it ran alone: a crash in native code, out of memory, "
-                          "or the function or item cannot be loaded in a worker (defined in a notebook or `__main__`, not a module)")
-    finally: ex.shutdown(wait=True)
-
-# %% ../nbs/00_data.ipynb #fcc68aba
-def _main_loadable()->bool:
-    "Whether worker processes can import the main script, as they must: not when it was read from stdin (`python - <script`)."
-    f = getattr(sys.modules.get('__main__'), '__file__', None)
-    return f is None or os.path.exists(os.path.join(mp.process.ORIGINAL_DIR or '', f))
-
-def pool_map(fn, # function of one item; it must be importable by name (defined in a module, not in a notebook)
-             items, # the items (any iterable; taken lazily, a window at a time)
-             workers:int|None=None, # processes; None: one per core; 0 or 1: in this process
-             preload:list|None=None, # modules the fork server imports once; None: the module of `fn`
-            ): # yields `(index, result)` in completion order; `result` is a `WorkerDied` for an item that killed its worker
-    "Yield `(index, fn(item))` as worker processes finish them, surviving workers that die."
-    workers = os.cpu_count() or 1 if workers is None else workers
-    if workers > 1 and not _main_loadable():
-        warnings.warn("the main script was read from stdin, so worker processes cannot start; working in this process")
-        workers = 0
-    if workers <= 1:
-        for i,x in enumerate(items): yield i, fn(x)
-        return
-    if hasattr(items, '__len__'):
-        if not len(items): return
-        workers = min(workers, len(items))
-    ctx, todo, retry = _pool_ctx(_preload(fn, preload)), enumerate(items), []
-    while True:
-        yield from _run_pool(fn, todo, workers, ctx, retry)
-        if not retry: return
-        for i,x in retry: yield i, _alone(fn, i, x, ctx)   # each alone: only the item that kills its worker fails
-        retry.clear()
-
-# %% ../nbs/00_data.ipynb #1c8f4493
-def parallel_map(fn, # function of one item, importable by name (see `pool_map`)
-                 items, # the items
-                 workers:int|None=None, # processes; None: one per core; 0 or 1: in this process
-                 progress:bool=False, # show a progress bar
-                 desc:str|None=None, # label of the progress bar
-                )->list: # `[fn(x) for x in items]`
-    "`fn` of every item, in order, computed by `pool_map` on worker processes; raises `WorkerDied` if a worker died on an item."
-    items = list(items)
-    res = [None]*len(items)
-    with contextlib.closing(pool_map(fn, items, workers)) as it, tqdm(total=len(items), desc=desc, disable=not progress) as bar:
-        for i,r in it:
-            if isinstance(r, WorkerDied): raise r
-            res[i] = r; bar.update()
-    return res
-
-# %% ../nbs/00_data.ipynb #5bc9451d
-CLI_ERRORS = (FileNotFoundError, FileExistsError, ValueError, KeyError, RuntimeError)  # what a user can act on
-
-@contextlib.contextmanager
-def cli_errors(cmd:str, # the command's name, e.g. 'eyenet-train'
-               *extra:type, # more exception types to report the same way (e.g. a module's own error class)
-              ):
-    "Report the library's errors as `CliError('<cmd>: <message>')`: one line on stderr and exit status 1, no traceback."
-    try: yield
-    except (*CLI_ERRORS, *extra) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        raise CliError(f"{cmd}: {msg}") from None
-
-# %% ../nbs/00_data.ipynb #88cc2328
-def _first_line(doc): return (doc or '').strip().split('\n')[0].strip()
-
-def _cli_doc(ep)->str:
-    "First line of the docstring of the function entry point `ep` names, read from its source (imported only if that fails)."
-    try:
-        tree = ast.parse(Path(importlib.util.find_spec(ep.module).origin).read_text(encoding='utf-8'))
-        for node in tree.body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == ep.attr: return _first_line(ast.get_docstring(node))
-    except Exception: pass
-    try: return _first_line(ep.load().__doc__)
-    except Exception as e: return f"(cannot be loaded: {e})"
-
-def commands(prefix:str='eyenet-', # console scripts whose names start with this
-            )->dict: # `{command: what it does}`, sorted by name
-    "The installed command-line tools of EyeNet, each with the first line of its docstring."
-    eps = {e.name: e for e in importlib.metadata.entry_points(group='console_scripts') if e.name.startswith(prefix)}
-    return {n: _cli_doc(eps[n]) for n in sorted(eps)}
-
-@call_parse
-def help_cli():
-    "List EyeNet's commands and what each does."
-    cmds = commands()
-    w = max(map(len, cmds), default=0)
-    for n,d in cmds.items(): print(f"{n:<{w}}  {d}")
-    print("\nEach command explains its options with --help.")

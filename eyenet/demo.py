@@ -14,11 +14,12 @@ import pandas as pd
 import matplotlib.pyplot as plt
 from fastcore.meta import delegates
 from fastcore.script import call_parse, store_true
-from .data import task_table, patient_split, atomic_write, write_csv, cli_errors
+from .data import task_table, patient_split
+from .core import atomic_write, write_csv, cli_errors
 from .synthetic import sample_data
 from .eda import eda_figures
 from .preprocess import preprocess
-from .model import train
+from .learner import train
 from .results import evaluate, split_params
 from .inference import predict
 

@@ -21,7 +21,8 @@ from fastcore.basics import AttrDict
 from fastcore.meta import delegates
 from fastcore.script import call_parse
 from tqdm.auto import tqdm
-from .data import IMG_EXTS, atomic_write, cli_errors, read_quality, write_csv
+from .data import IMG_EXTS, read_quality
+from .core import atomic_write, cli_errors, write_csv
 
 # %% ../nbs/00b_download.ipynb #d2f37b4c
 def split_file(fn:str|Path, # file to cut, e.g. `train.zip`

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import matplotlib.pyplot as plt
 from PIL import Image
-from .data import GRADES, TASKS, read_labels, task_table, atomic_write, parallel_map, shared_data
+from .data import GRADES, TASKS, read_labels, task_table
+from .core import atomic_write, parallel_map, shared_data
 from .metrics import qwk
 from .synthetic import sample_data
 

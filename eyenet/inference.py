@@ -20,11 +20,14 @@ import onnx, onnxruntime as ort
 from matplotlib.figure import Figure
 from fastcore.meta import delegates
 from fastcore.script import call_parse, store_true, CliError
-from .data import IMG_EXTS, atomic_write, write_csv, cli_errors
+from .data import IMG_EXTS
+from .core import atomic_write, write_csv, cli_errors
 from .preprocess import preprocess, apply_quality, preprocess_params, summary
 from .model import load_model, predict_probs, score_to_grade
 from .figures import gradcam, plot_cam, cam_target
-from .results import ROW, QUALITY_REJECT, prep_photo, scored_photos, score_photos, prob_cols, quality_gate, quality_model_path
+from .score import (ROW, QUALITY_REJECT, prep_photo, scored_photos, score_photos, prob_cols, quality_gate,
+    quality_model_path)
+from .model import grade_cuts
 
 # %% ../nbs/06_inference.ipynb #394c74fe
 def photo_list(photos, # a photo, a folder, or a list of photos and folders
@@ -127,7 +130,7 @@ def decide(probs:np.ndarray, # `(N, C)` from `Predictor`
     "The label of each photo and the threshold that decided it."
     cls = list(cfg['classes'])
     if cfg.get('regression') or probs.shape[1] == 1:
-        cuts = cfg.get('thresholds') or [0.5, 1.5, 2.5, 3.5]
+        cuts = grade_cuts(cfg)
         return [cls[g] if g < len(cls) else str(g) for g in score_to_grade(probs[:, 0], cuts)], ' '.join(f'{t:g}' for t in cuts)
     if len(cls) == 2:
         t = float(cfg.get('threshold', 0.5))

@@ -19,7 +19,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 from fastcore.basics import AttrDict
 from tqdm.auto import tqdm
-from .data import find_labels, atomic_write, write_csv, pool_map, WorkerDied
+from .data import find_labels
+from .core import atomic_write, write_csv, pool_map, WorkerDied
 from .download import PhotoSource, photo_sources, open_source
 
 # %% ../nbs/02_preprocess.ipynb #0b54ea46

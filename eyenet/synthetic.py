@@ -18,7 +18,8 @@ from PIL import Image, ImageDraw, ImageFilter
 from fastcore.basics import AttrDict
 from fastcore.meta import delegates
 from fastcore.script import call_parse
-from .data import GRADES, QUALITY_GRADES, cli_errors, parallel_map, shared_data, write_csv
+from .data import GRADES, QUALITY_GRADES
+from .core import cli_errors, parallel_map, shared_data, write_csv
 
 # %% ../nbs/00a_synthetic.ipynb #c64b9817
 EYEPACS_COUNTS = (25810, 2443, 5292, 873, 708)  # photos per grade in Kaggle EyePACS `trainLabels.csv` (35,126)

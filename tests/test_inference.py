@@ -148,8 +148,8 @@ def test_predict_cli_prints_table(work, capsys):
 
 def test_worker_crash_does_not_stop_the_run(work, monkeypatch):
     "A photo whose worker process dies (even when retried alone, `pool_map` then yields a `WorkerDied`) gets a row; the others are scored."
-    import eyenet.results as res
-    from eyenet.data import WorkerDied
+    import eyenet.score as res
+    from eyenet.core import WorkerDied
     def pool_map(fn, items, workers=None, preload=None): # the pool, except that the worker preparing 3_left.jpeg dies
         for i,x in enumerate(items): yield i, WorkerDied('the worker process died on item') if Path(x).name == '3_left.jpeg' else fn(x)
     monkeypatch.setattr(res, 'pool_map', pool_map)

@@ -6,14 +6,14 @@ import numpy as np, pandas as pd, pytest, torch
 from PIL import Image
 from eyenet.synthetic import sample_data
 from eyenet.preprocess import preprocess
-from eyenet.data import write_csv
+from eyenet.core import write_csv
 from fastcore.script import CliError
-from eyenet.model import (train, train_cli, train_table, load_model, prepare_image, predict_probs, EyeNetSeed, has_weights,
-                          eyenet_dls, eyenet_learner)
+from eyenet.learner import train, train_cli, train_table, eyenet_dls, eyenet_learner
+from eyenet.model import load_model, prepare_image, predict_probs, EyeNetSeed, has_weights
 
 SIZE = 64
 ROOT = Path(__file__).resolve().parents[1]
-CLI = "import sys\nfrom eyenet.model import train_cli\nif __name__ == '__main__': sys.exit(train_cli())\n"  # pip's entry point
+CLI = "import sys\nfrom eyenet.learner import train_cli\nif __name__ == '__main__': sys.exit(train_cli())\n"  # pip's entry point
 SLOW = os.environ.get('EYENET_SLOW') == '1'  # the repository's switch for tests that take minutes of CPU
 
 @pytest.fixture(scope='module')
@@ -126,7 +126,7 @@ def test_tensorboard(data, tmp_path):
 RANK_SCRIPT = """
 import json, sys, torch
 from pathlib import Path
-import eyenet.model as m
+import eyenet.learner as m
 from fastai.vision.all import rank_distrib
 seen = []
 class Recorded(m._DistributedDL):

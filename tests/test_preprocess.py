@@ -5,7 +5,7 @@ import numpy as np, pandas as pd, pytest
 from PIL import Image
 from eyenet.synthetic import CAMERAS, make_sample, synth_fundus
 from eyenet.download import split_file
-from eyenet.data import shared_data, parallel_map
+from eyenet.core import shared_data, parallel_map
 from eyenet.preprocess import (COLUMNS, NOT_FUNDUS, _LOCK, _LOG, _lock, _record, apply_quality, build_store, not_fundus_photo,
                                open_store, preprocess, process_photo)
 
@@ -183,7 +183,8 @@ class Boom(os.PathLike):
 def test_worker_crash(sample, tmp_path):
     "A photo that kills its worker is rejected with a reason; the photos in flight with it are still processed."
     from eyenet.download import photo_sources
-    from eyenet.preprocess import _process_all, PhotoSource
+    from eyenet.preprocess import _process_all
+    from eyenet.download import PhotoSource
     (tmp_path/'train').mkdir()
     srcs = photo_sources(sample/'train')[:10]
     tasks = [(s, str(tmp_path/'train'/f'{i}.jpeg'), 256, False) for i, s in enumerate(srcs)]

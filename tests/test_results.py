@@ -4,10 +4,12 @@ import json, shutil, subprocess, sys
 import numpy as np, pandas as pd
 import pytest, torch
 
-from eyenet.data import write_csv, patient_split, task_table
+from eyenet.core import write_csv
+from eyenet.data import patient_split, task_table
 from eyenet.model import EyeNetCNN, save_model
 from eyenet.synthetic import make_sample
-from eyenet.results import evaluate, score_photos, GATE_VIEWS
+from eyenet.results import evaluate, GATE_VIEWS
+from eyenet.score import score_photos
 
 # what pip's console-script wrapper for `eyenet-evaluate` does (the guard matters: worker processes import this file)
 WRAPPER = "import sys\nfrom eyenet.results import evaluate_cli\nif __name__ == '__main__': sys.exit(evaluate_cli())\n"
