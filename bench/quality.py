@@ -1,6 +1,6 @@
 """Imageability on real photos: EyeNet's learned quality model against the rule-based gate and a linear probe, on held-out patients.
 
-    python bench/quality.py [--epochs 4] [--size 256] [--arch effnet-lite0] [--amp] [--out results/quality] [--skip_train]
+    python bench/quality.py [--epochs 4] [--size 256] [--arch effnet-lite0] [--amp auto] [--recipe fine-tune] [--out results/quality] [--skip_train]
 
 Data: `shared_data('eyepacs-256')` (4,502 EyePACS photos, 256 px, cropped and contrast-equalised), the EyeQ human
 quality grades `shared_data('eyeq-quality.csv')` (0 good, 1 usable, 2 reject; 1,642 of the 256 px photos are graded)
@@ -33,11 +33,11 @@ def _oof(x, y, groups, C=0.05, k=5):
     return s
 
 def gate_rates(p_reject, quality, thr, groups, n_boot=1000):
-    "Share of rejects caught and of good photos refused at `thr`, with patient-bootstrap 95% CIs."
-    from eyenet.metrics import bootstrap_ci
-    from eyenet.metrics import refusal_rates
-    ci = bootstrap_ci(np.asarray(quality), np.asarray(p_reject, float), groups, lambda y, s: refusal_rates(s, y, thr), n_boot)
-    return dict(threshold=thr, **{k: tuple(ci.loc[k, ['value', 'lo', 'hi']]) for k in ('caught', 'good_refused')})
+    "Rejects caught and good photos refused when a bare reject score (rules, probe) refuses at `thr`: `quality_cis` of it."
+    from eyenet.results import quality_cis
+    p = np.asarray(p_reject, float)
+    ci = quality_cis(quality, np.c_[1 - p, np.zeros_like(p), p], groups, thr, n_boot)
+    return dict(threshold=thr, **{k: (ci[k]['value'], ci[k]['lo'], ci[k]['hi']) for k in ('caught', 'good_refused')})
 
 def auc_ci(y, p, groups, n_boot=1000):
     from eyenet.metrics import bootstrap_ci, roc_auc
@@ -55,11 +55,12 @@ def _rule_scores(paths):
     return pd.DataFrame(rows, columns=['status', 'reason', 'gradability'])
 
 @call_parse
-def main(epochs:int=4, # fine-tuning epochs of the learned quality model (after one frozen epoch)
+def main(epochs:int=4, # epochs of the learned quality model (after the recipe's frozen ones)
          size:int=256, # input side of the learned model
          arch:str='effnet-lite0', # backbone of the learned model
          bs:int=32, # batch size
-         amp:store_true=False, # bfloat16 autocast on the CPU
+         amp:str='auto', # mixed precision: auto (a GPU, or a CPU with native bfloat16), true or false
+         recipe:str='fine-tune', # training recipe of the learned model (`eyenet.learner.RECIPES`); the README's figures: fine-tune
          skip_train:store_true=False, # only the baselines (rule-based gate, linear probe)
          model:str=None, # an already trained quality model folder to score instead of training one
          n_boot:int=1000, # bootstrap resamples
@@ -92,7 +93,7 @@ def main(epochs:int=4, # fine-tuning epochs of the learned quality model (after 
     # 1. the rule-based gate
     t0 = time.perf_counter()
     rt, rv = _rule_scores(qt.path.tolist()), _rule_scores(qv.path.tolist())
-    thr = refusal_threshold(1 - rt.gradability.values, qt.quality.values)
+    thr = refusal_threshold(qt.quality.values, 1 - rt.gradability.values)
     res['rules'] = dict(auc=auc_ci(yv, 1 - rv.gradability.values, qv.patient.values, n_boot),
                         verdict_caught=float((rv.status[yv == 1] != 'ok').mean()), verdict_good_refused=float((rv.status[qv.quality.values == 0] != 'ok').mean()),
                         at_threshold=gate_rates(1 - rv.gradability.values, qv.quality.values, thr, qv.patient.values, n_boot),
@@ -101,7 +102,7 @@ def main(epochs:int=4, # fine-tuning epochs of the learned quality model (after 
     # 2. linear probe on frozen Lite0 features: reject vs rest, threshold out-of-fold on training patients
     pr = linear_probe(0.05, scale=True).fit(x[tr&g], yt)
     pv = pr.predict_proba(x[va&g])[:, 1]
-    thr = refusal_threshold(_oof(x[tr&g], yt, qt.patient.values), qt.quality.values)
+    thr = refusal_threshold(qt.quality.values, _oof(x[tr&g], yt, qt.patient.values))
     res['probe'] = dict(auc=auc_ci(yv, pv, qv.patient.values, n_boot), at_threshold=gate_rates(pv, qv.quality.values, thr, qv.patient.values, n_boot))
 
     # 4. referable DR on photos graders call gradable vs reject (probe trained on every training photo)
@@ -118,7 +119,7 @@ def main(epochs:int=4, # fine-tuning epochs of the learned quality model (after 
         from eyenet.results import evaluate
         if model is None:
             t0 = time.perf_counter()
-            _, met = train(data, labels=eyeq, task='quality', arch=arch, size=size, epochs=epochs, bs=bs, amp=amp or None,
+            _, met = train(data, labels=eyeq, task='quality', arch=arch, size=size, epochs=epochs, bs=bs, amp=amp, recipe=recipe,
                            out=out/'model', note='real EyePACS 256 px, EyeQ grades')
             model = out/'model'
             res['learned_train'] = dict(minutes=round((time.perf_counter() - t0)/60, 1), valid=met.get('valid'))

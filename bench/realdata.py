@@ -19,10 +19,11 @@ the model predicts grades, and the minutes it took on this machine:
   seconds on top of it: five grades (referable = P(grade >= 2)), both eyes (`two_eye_features`), training
   without the photos graders reject (`eyeq-quality.csv`), the three backbones stacked, and mean+max pooling.
   Features are cached in `OUT/features-<arch>-256*.npz`, with the minutes each pass took beside them.
-* `--rows`: fine-tuning runs of `eyenet.learner.train`, each one change (`ROWS`) against today's default
-  (`eyenet-train --task referable --arch effnet-lite0 --size 256 --amp true`: class-weighted loss, `fundus_tfms`,
-  lr 2e-3 with fastai's `fine_tune`, 1 frozen epoch, body at lr/100). `--epochs` sets the schedule of every row: 2 is the short
-  schedule the levers are ranked on, 6 today's full length. Each row's model goes to `OUT/<row>/` and is scored
+* `--rows`: fine-tuning runs of `eyenet.learner.train`, each one change (`ROWS`) against the `fine-tune` recipe
+  (`eyenet-train --task referable --arch effnet-lite0 --recipe fine-tune --size 256 --amp true`: class-weighted loss,
+  `fundus_tfms`, lr 2e-3 with fastai's `fine_tune`, 1 frozen epoch, body at lr/100). The row that wins, `lp-ft`, is
+  `train`'s default recipe for a pretrained EfficientNet-Lite. `--epochs` sets the schedule of every row: 2 is the short
+  schedule the levers are ranked on, 6 the full length. Each row's model goes to `OUT/<row>/` and is scored
   from what was saved; a row whose model and scores are already there is read back, so an interrupted run resumes.
 * `--head-rows`: a fine-tuned row's backbone, frozen, under a two-eye logistic head (`frozen_features(model=...)`).
 * `--limit-checks`: what holds the AUC back, measured with the probe: a learning curve over the share of training
@@ -39,17 +40,17 @@ import numpy as np, pandas as pd
 from fastcore.script import call_parse, store_true
 from eyenet.core import shared_data, atomic_write, write_csv
 
-DEFAULT = dict(task='referable', arch='effnet-lite0', size=256, amp=True, balance='weights', freeze_epochs=1) # today's recipe
+DEFAULT = dict(task='referable', arch='effnet-lite0', size=256, amp='true', balance='weights', recipe='fine-tune') # the base the levers change
 ROWS = { # one change each against DEFAULT
     'default':     {},
-    'fp32':        dict(amp=False),                     # bfloat16 autocast off
+    'fp32':        dict(amp='false'),                   # bfloat16 autocast off
     'plain-loss':  dict(balance='none'),                # no class weights
     'sampler':     dict(balance='sampler'),             # balanced batches instead of weights
     'lr-find':     dict(find_lr=True),                  # lr_find's minimum instead of 2e-3
     'no-freeze':   dict(freeze_epochs=0),               # no frozen epoch first
     'lr-mult-10':  dict(lr_mult=10),                    # discriminative rates: body at lr/10 instead of lr/100
     'lr-mult-1':   dict(lr_mult=1),                     # body and head at the same rate
-    'lp-ft':       dict(probe_init=True, freeze_epochs=0, lr_mult=10), # head started from the linear probe (which replaces the frozen epoch), body at lr/10
+    'lp-ft':       dict(recipe='lp-ft'),                # head started from the linear probe (which replaces the frozen epoch), body at lr/10
     'no-lighting': dict(tfms=dict(max_lighting=0.)),    # flips, rotation, zoom; photos are already contrast-equalised
     'flips-only':  dict(tfms=dict(max_rotate=0., max_zoom=1., max_lighting=0.)),
     'no-aug':      dict(aug=False),
@@ -62,13 +63,11 @@ ROWS = { # one change each against DEFAULT
 }
 
 def subset(data, limit, seed=0):
-    "A label CSV with about `limit` photos, whole patients, in a temp folder."
+    "A label CSV of at most `limit` photos of whole patients (`train_sample`), in a temp folder."
     from eyenet.data import read_labels, find_labels
-    df = read_labels(find_labels(data), data/'train')
-    pats = df.patient.drop_duplicates().sample(frac=1, random_state=seed)
-    keep = set(pats.iloc[:max(2, limit//2)])
-    fn = Path(tempfile.mkdtemp())/'trainLabels.csv'
-    return write_csv(df[df.patient.isin(keep)][['image', 'level']], fn)
+    from eyenet.results import train_sample
+    df = train_sample(read_labels(find_labels(data), data/'train'), limit, seed)
+    return write_csv(df[['image', 'level']], Path(tempfile.mkdtemp())/'trainLabels.csv')
 
 def split_table(data, labels, quality):
     "The referable table as `eyenet-train` splits it, with the EyeQ grade (NaN where ungraded) of each photo."

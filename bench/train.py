@@ -30,7 +30,10 @@ from typing import Annotated
 from fastcore.script import call_parse
 from eyenet.core import shared_data
 
-GF = {'eyenet': 1.5, 'eyenet-seed': 47.}
+def gflops(net):
+    "GFLOP per image per training step of `net` at 256 px (`eyenet.model.train_gflops`)."
+    from eyenet.model import create_model, train_gflops
+    return train_gflops(create_model(net, 2, 256), 256)
 
 def photos():
     "Real 256 px photos if present, else the synthetic sample cropped to 256 px."
@@ -113,7 +116,7 @@ def table(rows):
     for net, amp, bs, r in rows:
         l, m = r['loader'], r['memory']
         print(f"{net:12s} {amp:5s} {bs:5d} {l['ips']:12.2f} {m['ips']:12.2f} {l['ips']/m['ips']:6.2f} "
-              f"{l['cpu_ms']:14.1f} / {m['cpu_ms']:6.1f} {m['cpu_ms']/l['cpu_ms']:9.2f} {GF[net]:9.1f} "
+              f"{l['cpu_ms']:14.1f} / {m['cpu_ms']:6.1f} {m['cpu_ms']/l['cpu_ms']:9.2f} {gflops(net):9.1f} "
               f"{r['rss_loader_gib']:12.2f} / {r['rss_gib']:.2f}")
     print("\nratio: loader images/s over in-memory images/s (wall clock; sensitive to other load on the machine); "
           "CPU ratio: in-memory CPU ms per image over the loader's (what the loader costs, whatever the load).")
@@ -139,6 +142,9 @@ def main(nets:str='eyenet,eyenet-seed', # comma list of networks to time
     data, what = photos()
     print(f"bench/train.py: {what}; {os.cpu_count()} CPU cores, torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}; "
           f"load average before: {os.getloadavg()[0]:.1f}")
+    from eyenet.learner import resolve_amp
+    on, why = resolve_amp('auto')
+    print(f"--amp auto (the default of eyenet-train) chooses {'bf16' if on else 'fp32'} on this machine: {why}")
     amps = ['fp32', 'bf16'] if amp == 'both' else [amp]
     rows = []
     for net in nets.split(','):

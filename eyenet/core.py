@@ -14,10 +14,11 @@ from pathlib import Path
 import pandas as pd
 from fastcore.script import call_parse, CliError
 from tqdm.auto import tqdm
+from tqdm.std import tqdm as tqdm_std
 
 # %% auto #0
-__all__ = ['CLI_ERRORS', 'atomic_write', 'write_csv', 'shared_data', 'WorkerDied', 'pool_map', 'parallel_map', 'cli_errors',
-           'commands', 'help_cli']
+__all__ = ['CLI_ERRORS', 'atomic_write', 'write_csv', 'shared_data', 'WorkerDied', 'parallel_unordered', 'interactive', 'LineBar',
+           'pbar', 'parallel_map', 'cli_errors', 'commands', 'help_cli']
 
 # %% ../nbs/00_core.ipynb #a6233126
 def atomic_write(fn:str|Path, # file to (re)write
@@ -147,11 +148,11 @@ def _main_loadable()->bool:
     f = getattr(sys.modules.get('__main__'), '__file__', None)
     return f is None or os.path.exists(os.path.join(mp.process.ORIGINAL_DIR or '', f))
 
-def pool_map(fn, # function of one item; it must be importable by name (defined in a module, not in a notebook)
-             items, # the items (any iterable; taken lazily, a window at a time)
-             workers:int|None=None, # processes; None: one per core; 0 or 1: in this process
-             preload:list|None=None, # modules the fork server imports once; None: the module of `fn`
-            ): # yields `(index, result)` in completion order; `result` is a `WorkerDied` for an item that killed its worker
+def parallel_unordered(fn, # function of one item; it must be importable by name (defined in a module, not in a notebook)
+                       items, # the items (any iterable; taken lazily, a window at a time)
+                       workers:int|None=None, # processes; None: one per core; 0 or 1: in this process
+                       preload:list|None=None, # modules the fork server imports once; None: the module of `fn`
+                      ): # yields `(index, result)` in completion order; `result` is a `WorkerDied` for an item that killed its worker
     "Yield `(index, fn(item))` as worker processes finish them, surviving workers that die."
     workers = os.cpu_count() or 1 if workers is None else workers
     if workers > 1 and not _main_loadable():
@@ -170,17 +171,46 @@ def pool_map(fn, # function of one item; it must be importable by name (defined 
         for i,x in retry: yield i, _alone(fn, i, x, ctx)   # each alone: only the item that kills its worker fails
         retry.clear()
 
+# %% ../nbs/00_core.ipynb #7ea6d8ba
+def interactive(file=None, # stream the output goes to; default: stderr
+               )->bool:
+    "Whether output redraws in place: in a Jupyter notebook (as tqdm decides), or `file` a terminal."
+    return 'ipykernel.zmqshell' in sys.modules or bool(getattr(file or sys.stderr, 'isatty', lambda: False)())
+
+# %% ../nbs/00_core.ipynb #14c82811
+class LineBar(tqdm_std):
+    "A tqdm bar for a log: a plain line each `step` percent (each `every` seconds with no total), never a redraw."
+    def __init__(self, *args, step:int=5, every:float=30., **kwargs):
+        self.step, self.every, self.mark, self.last = step, every, None, None
+        super().__init__(*args, **{'mininterval': 0, 'miniters': 1, **kwargs})
+        self.sp = None # tqdm's `close` then writes nothing more: the last line is ours
+    def _mark(self): return self.n*100//(self.total*self.step) if self.total else int(self.format_dict['elapsed']//self.every)
+    def _line(self): self.mark, self.last = self._mark(), self.n; self.fp.write(f'{self}\n'); self.fp.flush()
+    def display(self, msg=None, pos=None):
+        if msg is None and self._mark() != self.mark: self._line()
+        return True
+    def clear(self, nolock=False): pass # a log has no line to wipe (`tqdm.write` calls this)
+    def close(self):
+        if not self.disable and self.n != self.last: self._line()
+        super().close()
+
+# %% ../nbs/00_core.ipynb #f71a8768
+def pbar(*args, **kwargs)->tqdm:
+    "A progress bar, with `tqdm`'s arguments: tqdm's own where output is `interactive`, a `LineBar` in a log."
+    if kwargs.get('disable') or interactive(kwargs.get('file')): return tqdm(*args, **kwargs)
+    return LineBar(*args, **kwargs)
+
 # %% ../nbs/00_core.ipynb #1c8f4493
-def parallel_map(fn, # function of one item, importable by name (see `pool_map`)
+def parallel_map(fn, # function of one item, importable by name (see `parallel_unordered`)
                  items, # the items
                  workers:int|None=None, # processes; None: one per core; 0 or 1: in this process
                  progress:bool=False, # show a progress bar
                  desc:str|None=None, # label of the progress bar
                 )->list: # `[fn(x) for x in items]`
-    "`fn` of every item, in order, computed by `pool_map` on worker processes; raises `WorkerDied` if a worker died on an item."
+    "`fn` of every item, in order, computed by `parallel_unordered` on worker processes; raises `WorkerDied` if a worker died on an item."
     items = list(items)
     res = [None]*len(items)
-    with contextlib.closing(pool_map(fn, items, workers)) as it, tqdm(total=len(items), desc=desc, disable=not progress) as bar:
+    with contextlib.closing(parallel_unordered(fn, items, workers)) as it, pbar(total=len(items), desc=desc, disable=not progress) as bar:
         for i,r in it:
             if isinstance(r, WorkerDied): raise r
             res[i] = r; bar.update()

@@ -12,8 +12,7 @@ __all__ = ['DATASETS', 'EYEQ', 'LABEL_SETS', 'split_file', 'MultiPartFile', 'arc
            'download_labels', 'download_cli']
 
 # %% ../nbs/00b_download.ipynb #af4fe2cc
-# (no `from __future__ import annotations` here: `call_parse` reads the CLI's options from the real annotations `delegates` copies)
-import bisect, contextlib, fnmatch, functools, glob, io, itertools, json, os, re, shutil, stat, threading, warnings, zipfile, zlib
+import bisect, contextlib, fnmatch, functools, glob, io, itertools, json, os, re, stat, threading, warnings, zipfile, zlib
 import urllib.error, urllib.request
 from pathlib import Path
 from typing import Annotated, NamedTuple
@@ -22,7 +21,7 @@ from fastcore.meta import delegates
 from fastcore.script import call_parse
 from tqdm.auto import tqdm
 from .data import IMG_EXTS, read_quality
-from .core import atomic_write, cli_errors, write_csv
+from .core import atomic_write, cli_errors, write_csv, pbar
 
 # %% ../nbs/00b_download.ipynb #d2f37b4c
 def split_file(fn:str|Path, # file to cut, e.g. `train.zip`
@@ -341,11 +340,11 @@ def _select(z, members):
     if missing: raise KeyError(f"{z.label}: no member {sorted(missing)[0]!r}")
     return [z.getinfo(m) for m in want]
 
-def _write(z, info, tgt, pbar):
-    "Extract member `info` of `z` to `tgt` through `atomic_write`, counting its bytes on `pbar`."
+def _write(z, info, tgt, bar):
+    "Extract member `info` of `z` to `tgt` through `atomic_write`, counting its bytes on `bar`."
     def copy(tmp):
         with z.open(info) as src, open(tmp, 'wb') as dst:
-            while b := src.read(1<<20): dst.write(b); pbar.update(len(b))
+            while b := src.read(1<<20): dst.write(b); bar.update(len(b))
     try: atomic_write(tgt, copy)
     except (zipfile.BadZipFile, zlib.error, EOFError) as e:
         raise ArchiveError(f"{z.parts[0]}: member {info.filename!r} of {z.label} is corrupt ({e}); download the archive again") from None
@@ -368,7 +367,7 @@ def safe_extract(archive:str|Path|list|zipfile.ZipFile, # zip, any part of a spl
         links = {i.filename: _check_link(z, i, t, dest_real) for i,t in zip(infos, tgts) if _is_link(i)}
         res = Extracted([], [])
         total = sum(i.file_size for i in infos if not i.is_dir())
-        with tqdm(total=total, unit='B', unit_scale=True, desc=z.label, disable=not progress, leave=False) as pbar:
+        with pbar(total=total, unit='B', unit_scale=True, desc=z.label, disable=not progress, leave=False) as bar:
             for info,tgt in zip(infos, tgts):
                 if info.is_dir(): tgt.mkdir(parents=True, exist_ok=True); continue
                 tgt.parent.mkdir(parents=True, exist_ok=True)
@@ -378,8 +377,8 @@ def safe_extract(archive:str|Path|list|zipfile.ZipFile, # zip, any part of a spl
                     tgt.unlink(missing_ok=True); os.symlink(links[info.filename], tgt)
                     res.written.append(tgt); continue
                 if tgt.is_file() and tgt.stat().st_size==info.file_size and file_crc(tgt)==info.CRC:
-                    res.skipped.append(tgt); pbar.update(info.file_size); continue
-                _write(z, info, tgt, pbar)
+                    res.skipped.append(tgt); bar.update(info.file_size); continue
+                _write(z, info, tgt, bar)
                 res.written.append(tgt)
     finally:
         if z is not archive: z.close()
@@ -556,7 +555,7 @@ def _unwrap(zipped, out):
     with open_archive(zipped) as z:
         infos = [i for i in z.infolist() if not i.is_dir()]
         if len(infos)!=1: raise KaggleError(f"{zipped}: expected the one file {out.name} inside, found {len(infos)} members")
-        with tqdm(disable=True) as pbar: _write(z, infos[0], out, pbar)
+        with tqdm(disable=True) as bar: _write(z, infos[0], out, bar)
     zipped.unlink()
 
 def _fetch(api, competition, name, dest, quiet):
@@ -598,7 +597,7 @@ def download(dataset:str='eyepacs', # 'eyepacs' or 'aptos' (Kaggle, `DATASETS`),
     man,res = _read_manifest(dest),[]
     many = len(names)>20  # APTOS: thousands of small files, one bar for all rather than one per file
     try:
-        for n in tqdm(names, unit='file', desc=ds.competition, disable=not (progress and many)):
+        for n in pbar(names, unit='file', desc=ds.competition, disable=not (progress and many)):
             size,fn = listing[n],dest/n
             if fn.is_file() and fn.stat().st_size in (size, man.get(n, {}).get('local')): status = 'complete, skipped'
             else:

@@ -23,11 +23,10 @@ from fastcore.script import call_parse, store_true, CliError
 from .data import IMG_EXTS
 from .core import atomic_write, write_csv, cli_errors
 from .preprocess import preprocess, apply_quality, preprocess_params, summary
-from .model import load_model, predict_probs, score_to_grade
+from .model import load_model, predict_probs, score_to_grade, grade_cuts
 from .figures import gradcam, plot_cam, cam_target
-from .score import (ROW, QUALITY_REJECT, prep_photo, scored_photos, score_photos, prob_cols, quality_gate,
+from .score import (ROW, QUALITY_REJECT, prep_photo, iter_scores, score_photos, prob_cols, quality_gate,
     quality_model_path)
-from .model import grade_cuts
 
 # %% ../nbs/06_inference.ipynb #394c74fe
 def photo_list(photos, # a photo, a folder, or a list of photos and folders
@@ -175,7 +174,7 @@ def predict(model, # model folder, `.onnx` file, or `Predictor`
     cfg, fns, q = pred.cfg, photo_list(photos), _quality_for(pred, quality_model)
     pcols, rows, names = prob_cols(cfg), [None]*len(fns), cam_names(fns)
     if cam is not None: cam = Path(cam); cam.mkdir(parents=True, exist_ok=True)
-    for i,row,x,crop in scored_photos(pred, cfg, fns, bs=bs, workers=workers, quality=q, keep=cam is not None, progress=progress):
+    for i,row,x,crop in iter_scores(pred, cfg, fns, bs=bs, workers=workers, quality=q, keep=cam is not None, progress=progress):
         if row['status'] == 'ok':
             p = np.array([row[c] for c in pcols])
             (lbl,),thr = decide(p[None], cfg)

@@ -172,8 +172,8 @@ def spec_at_sens(y, # true labels, 0/1
     return threshold_for_sensitivity(y, p, target).specificity
 
 # %% ../nbs/00c_metrics.ipynb #da200436
-def refusal_threshold(p_reject, # probability that each photo is ungradable (class 'reject')
-                      quality, # human grade of each photo: 0 good, 1 usable, 2 reject
+def refusal_threshold(quality, # human grade of each photo: 0 good, 1 usable, 2 reject
+                      p_reject, # probability that each photo is ungradable (class 'reject')
                       max_good_refused:float=0.1, # largest share of the good photos the gate may refuse
                      )->float: # refuse a photo when `p_reject >= threshold`
     "Lowest threshold on `p_reject` that refuses at most `max_good_refused` of the good photos."
@@ -182,8 +182,8 @@ def refusal_threshold(p_reject, # probability that each photo is ungradable (cla
     k = int(np.floor(max_good_refused*len(good) + 1e-9)) # good photos we may refuse
     return float(np.nextafter(good[len(good)-k-1], np.inf)) if k < len(good) else float(good.min())
 
-def refusal_rates(p_reject, # probability that each photo is ungradable
-                  quality, # human grade of each photo: 0 good, 1 usable, 2 reject
+def refusal_rates(quality, # human grade of each photo: 0 good, 1 usable, 2 reject
+                  p_reject, # probability that each photo is ungradable
                   threshold:float, # refuse when `p_reject >= threshold`
                  )->dict: # `caught` (share of rejects refused), `good_refused` (share of good photos refused); nan when absent
     "What a quality gate does at `threshold`: the rejects it catches and the good photos it refuses."

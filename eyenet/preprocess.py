@@ -18,9 +18,8 @@ import numpy as np, pandas as pd
 from PIL import Image, ImageDraw, ImageFilter, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 from fastcore.basics import AttrDict
-from tqdm.auto import tqdm
 from .data import find_labels
-from .core import atomic_write, write_csv, pool_map, WorkerDied
+from .core import atomic_write, write_csv, parallel_unordered, WorkerDied, pbar
 from .download import PhotoSource, photo_sources, open_source
 
 # %% ../nbs/02_preprocess.ipynb #0b54ea46
@@ -554,8 +553,8 @@ def _plan(sources, dest, log, size, graham):
 
 # %% ../nbs/02_preprocess.ipynb #c0f1a205
 def _process_all(todo, workers, add):
-    "Run `_work` over `todo` on `workers` processes (`pool_map`), `add`ing each record as it comes; a photo that kills its worker is `unreadable`."
-    for i, rec in pool_map(_work, todo, workers if len(todo) > 1 else 0):
+    "Run `_work` over `todo` on `workers` processes (`parallel_unordered`), `add`ing each record as it comes; a photo that kills its worker is `unreadable`."
+    for i, rec in parallel_unordered(_work, todo, workers if len(todo) > 1 else 0):
         if isinstance(rec, WorkerDied):
             name = todo[i][0].name
             rec = _reject(name, 'unreadable', f"{name}: the worker process died on this photo (a decoder crash?)")
@@ -599,7 +598,7 @@ def preprocess(src:str|Path, # folder of photos, Kaggle zip or split zip part, o
             for t in (dest/sub).glob('.*.tmp'): t.unlink(missing_ok=True)
         (dest/'train').mkdir(exist_ok=True)
         todo = _plan(sources, dest, log, size, graham)
-        with tqdm(total=len(todo), desc='preprocess', unit='photo', disable=not progress or not todo) as bar:
+        with pbar(total=len(todo), desc='preprocess', unit='photo', disable=not progress or not todo) as bar:
             _process_all(todo, workers, lambda rec: (log.add(rec), bar.update()))
         df = _manifest([s.name for s in sources], log.recs)
         write_csv(df, dest/'manifest.csv')
@@ -614,7 +613,7 @@ def _write_store(fn, dest, outputs, size, progress=False):
     shape = (len(outputs), size, size, 3)
     with open(fn, 'wb') as f:
         np.lib.format.write_array_header_2_0(f, dict(descr='|u1', fortran_order=False, shape=shape))
-        for o in tqdm(outputs, desc='store', disable=not progress):
+        for o in pbar(outputs, desc='store', disable=not progress):
             with Image.open(dest/o) as im: a = np.asarray(im.convert('RGB'))
             if a.shape != shape[1:]: raise ValueError(f"{dest/o}: {a.shape[1]}x{a.shape[0]}, expected {size}x{size} like the others")
             f.write(a.tobytes())

@@ -13,7 +13,7 @@ import numpy as np, pandas as pd
 import torch, torch.nn as nn
 from PIL import Image
 from fastai.vision.all import default_device
-from .core import atomic_write
+from .core import atomic_write, pbar
 from .model import LITES, load_lite, load_model
 
 # %% ../nbs/04b_probe.ipynb #d35769ba
@@ -29,7 +29,6 @@ def frozen_features(paths:list, # photo files (any size: each is resized to `siz
     "Global-pooled features of a packaged ImageNet EfficientNet-Lite (or of a saved model's backbone), its weights frozen, for a linear probe."
     from timm import create_model as timm_model
     from timm.layers import SelectAdaptivePool2d
-    from tqdm.auto import tqdm
     key = dict(paths=np.array([str(p) for p in paths]), arch=np.array(arch), size=np.array(size), model=np.array(str(model or '')), pool=np.array(pool))
     if cache is not None and Path(cache).exists():
         z = np.load(cache, allow_pickle=False)
@@ -42,7 +41,7 @@ def frozen_features(paths:list, # photo files (any size: each is resized to `siz
     dev = default_device() # the GPU when there is one
     net,out = net.eval().to(dev),[]
     with torch.inference_mode():
-        for i in tqdm(range(0, len(paths), bs), desc=f"{cfg['arch'] if model else arch} features", disable=not progress):
+        for i in pbar(range(0, len(paths), bs), desc=f"{cfg['arch'] if model else arch} features", disable=not progress):
             ims = [np.asarray(Image.open(p).convert('RGB').resize((size, size), Image.BILINEAR)) for p in paths[i:i+bs]]
             x = torch.from_numpy(np.stack(ims)).permute(0, 3, 1, 2).float()/127.5 - 1 # LITE_STATS: (x - 127.5)/127.5
             out.append(net(x.to(dev)).float().cpu().numpy())

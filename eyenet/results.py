@@ -33,10 +33,9 @@ from .metrics import (roc_auc, binary_metrics, qwk, referable_prob, bootstrap_ci
 from .figures import (plot_confusion, plot_roc, plot_pr, plot_calibration, photo_losses, plot_top_losses,
     gradcam, plot_cam, cam_target)
 from .preprocess import process_photo, load_photo, preprocess_params
-from .model import load_model, prepare_image, score_to_grade
+from .model import load_model, prepare_image, score_to_grade, grade_cuts
 from .learner import quality_metrics
 from .score import QUALITY_REJECT, prob_cols, quality_gate, quality_model_path, score_photos
-from .model import grade_cuts
 
 # %% ../nbs/05_results.ipynb #62bc8d7f
 def probs_to_logits(probs, # (N, C) class probabilities, or (N,) probability of the positive class
@@ -418,7 +417,7 @@ def quality_report(preds:pd.DataFrame, # one row per photo: patient, quality (hu
                with_rule_gate={k: withr[k] for k in ('caught', 'good_refused')})
     if (y[s]==0).any():
         mg = (mt.target or {}).get('good_refused', 0.1) if isinstance(mt.target, dict) else 0.1
-        t = refusal_threshold(P[s,QUALITY_REJECT], y[s], mg)
+        t = refusal_threshold(y[s], P[s,QUALITY_REJECT], mg)
         tu = quality_cis(y[s], P[s], g[s], t, n_boot, seed)
         res['tuned_on_this_set'] = dict(max_good_refused=mg, threshold=t, caught=tu['caught'], good_refused=tu['good_refused'])
     return res

@@ -6,16 +6,15 @@ Docs: https://eyenet-dr.github.io/eyenet/score.html.md"""
 
 # %% auto #0
 __all__ = ['FILE_ERRORS', 'ROW', 'QUALITY_REJECT', 'model_probs', 'dihedral', 'tta_probs', 'prep_photo', 'prep_photos',
-           'quality_model_path', 'quality_gate', 'prob_cols', 'scored_photos', 'score_photos']
+           'quality_model_path', 'quality_gate', 'prob_cols', 'iter_scores', 'score_photos']
 
 # %% ../nbs/04d_score.ipynb #b7b3af06
 from functools import partial
 from pathlib import Path
 import numpy as np, pandas as pd
 import torch, torch.nn as nn
-from tqdm.auto import tqdm
 from fastcore.basics import AttrDict
-from .core import pool_map
+from .core import parallel_unordered, pbar
 from .preprocess import process_photo, load_photo
 from .model import load_model, prepare_image, predict_probs
 
@@ -97,7 +96,7 @@ def prep_photos(fns:list, # photo paths
     "Yield `(index, prep_photo result)` for every file, in completion order, preparing them in worker processes."
     fns,n = list(fns),len(_as_list(cfg))
     f = partial(prep_photo, cfg=cfg, preprocessed=preprocessed, keep=keep)
-    for i,r in pool_map(f, fns, workers=0 if len(fns) <= 1 else workers):
+    for i,r in parallel_unordered(f, fns, workers=0 if len(fns) <= 1 else workers):
         if isinstance(r, BaseException): # its worker died, even when retried alone (a decoder crash)
             r = (dict(photo=str(fns[i]), status='unreadable', reason='crashed', detail=f"{fns[i]}: the process preparing it died ({r})",
                       gradability=0.), [None]*n, None)
@@ -157,18 +156,18 @@ def _score_batch(batch, model, cfg, bs, tta, score_rejected):
         for (_,row,_,_),p in zip(todo, tta_probs(model, x, bs)): row.update(zip(prob_cols(cfg, 'tta_'), p.astype(float).tolist()))
 
 # %% ../nbs/04d_score.ipynb #e8314cb1
-def scored_photos(model, # network from `load_model`, or a predictor (see `model_probs`)
-                  cfg:dict, # its config
-                  photos, # photo files
-                  preprocessed:bool=False, # photos already cropped by `preprocess`: load them as they are, no rule-based gate
-                  tta:bool=False, # also score with test-time augmentation (8 orientations)
-                  bs:int=32, # photos per forward pass
-                  workers:int|None=None, # preparing processes; None: one per core; 0: in this process
-                  quality=None, # learned quality gate (`quality_gate`), or None
-                  score_rejected:bool=False, # also score photos a gate refused, when a crop exists
-                  keep:bool=False, # also yield the crops (for Grad-CAM)
-                  progress:bool=True, # show a progress bar
-                 ): # yields `(index, row, x or None, crop or None)` per photo, in completion order
+def iter_scores(model, # network from `load_model`, or a predictor (see `model_probs`)
+                cfg:dict, # its config
+                photos, # photo files
+                preprocessed:bool=False, # photos already cropped by `preprocess`: load them as they are, no rule-based gate
+                tta:bool=False, # also score with test-time augmentation (8 orientations)
+                bs:int=32, # photos per forward pass
+                workers:int|None=None, # preparing processes; None: one per core; 0: in this process
+                quality=None, # learned quality gate (`quality_gate`), or None
+                score_rejected:bool=False, # also score photos a gate refused, when a crop exists
+                keep:bool=False, # also yield the crops (for Grad-CAM)
+                progress:bool=True, # show a progress bar
+               ): # yields `(index, row, x or None, crop or None)` per photo, in completion order
     "Prepare, gate and score every photo with the model (and the quality model), a batch at a time."
     photos = list(photos)
     cfgs = [cfg] + ([quality.cfg] if quality is not None else [])
@@ -178,7 +177,7 @@ def scored_photos(model, # network from `load_model`, or a predictor (see `model
         _score_batch(batch, model, cfg, bs, tta, score_rejected)
         yield from ((i, row, xs[0], crop) for i,row,xs,crop in batch)
         batch.clear()
-    with tqdm(total=len(photos), desc='scoring photos', unit='photo', disable=not progress, leave=False) as pb:
+    with pbar(total=len(photos), desc='scoring photos', unit='photo', disable=not progress, leave=False) as pb:
         for i,(row,xs,crop) in prep_photos(photos, cfgs, preprocessed, keep, workers):
             pb.update()
             if xs[0] is None: yield i, row, None, crop; continue
@@ -189,12 +188,12 @@ def scored_photos(model, # network from `load_model`, or a predictor (see `model
 def score_photos(model, # network from `load_model`, or a predictor (see `model_probs`)
                  cfg:dict, # its config
                  photos, # photo files
-                 **kwargs, # see `scored_photos`: preprocessed, tta, bs, workers, quality, score_rejected, progress
+                 **kwargs, # see `iter_scores`: preprocessed, tta, bs, workers, quality, score_rejected, progress
                 )->pd.DataFrame: # one row per photo, in order: `ROW`, [p_reject, quality_verdict], `prob_cols`, [tta_...]
     "Scores of every photo as a table: the gate's verdicts and the model's probabilities."
     photos = list(photos)
     rows = [None]*len(photos)
-    for i,row,_,_ in scored_photos(model, cfg, photos, **kwargs): rows[i] = row
+    for i,row,_,_ in iter_scores(model, cfg, photos, **kwargs): rows[i] = row
     q = ['p_reject', 'quality_verdict'] if kwargs.get('quality') is not None else []
     cols = list(ROW) + q + prob_cols(cfg) + (prob_cols(cfg, 'tta_') if kwargs.get('tta') else [])
     return pd.DataFrame(rows, columns=list(dict.fromkeys(cols)))

@@ -147,12 +147,12 @@ def test_predict_cli_prints_table(work, capsys):
     assert '2 files: 1 ok, 0 rejected, 1 unreadable' in err
 
 def test_worker_crash_does_not_stop_the_run(work, monkeypatch):
-    "A photo whose worker process dies (even when retried alone, `pool_map` then yields a `WorkerDied`) gets a row; the others are scored."
+    "A photo whose worker process dies (even when retried alone, `parallel_unordered` then yields a `WorkerDied`) gets a row; the others are scored."
     import eyenet.score as res
     from eyenet.core import WorkerDied
-    def pool_map(fn, items, workers=None, preload=None): # the pool, except that the worker preparing 3_left.jpeg dies
+    def parallel_unordered(fn, items, workers=None, preload=None): # the pool, except that the worker preparing 3_left.jpeg dies
         for i,x in enumerate(items): yield i, WorkerDied('the worker process died on item') if Path(x).name == '3_left.jpeg' else fn(x)
-    monkeypatch.setattr(res, 'pool_map', pool_map)
+    monkeypatch.setattr(res, 'parallel_unordered', parallel_unordered)
     df = _by_name(predict(work/'eyenet', work/'photos', workers=2, progress=False))
     assert len(df) == 10 and (df.status == 'ok').sum() == 4
     assert df.loc['3_left.jpeg', ['status', 'reason']].tolist() == ['unreadable', 'crashed'] and '3_left.jpeg' in df.loc['3_left.jpeg', 'detail']

@@ -98,8 +98,8 @@ def test_quality_cli(script, qcsv, tmp_path):
     """`eyenet-train --task quality --labels CSV`: a 3-class gate, split like the DR model, its refusal threshold tuned.
     It trains on the raw synthetic sample: `preprocess`'s rules already refuse every synthetic reject."""
     src, out = sample_data(), tmp_path/'q'
-    r = _cli(script, src, '--task', 'quality', '--labels', qcsv, '--size', SIZE, '--epochs', 1, '--bs', 16, '--out', out,
-             '--quiet', '--note', 'synthetic')
+    r = _cli(script, src, '--task', 'quality', '--labels', qcsv, '--arch', 'eyenet', '--size', SIZE, '--epochs', 1, '--bs', 16,
+             '--out', out, '--quiet', '--note', 'synthetic') # the small CNN: the task's own default, Lite0, is trained in 04c_learner
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout == ''  # --quiet
     met, cfg = _check_run(out, task='quality', classes=('good', 'usable', 'reject'))
