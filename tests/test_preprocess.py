@@ -6,7 +6,8 @@ from PIL import Image
 from eyenet.synthetic import CAMERAS, make_sample, synth_fundus
 from eyenet.download import split_file
 from eyenet.core import shared_data, parallel_map
-from eyenet.preprocess import (COLUMNS, NOT_FUNDUS, _LOCK, _LOG, _lock, _record, apply_quality, build_store, not_fundus_photo,
+from eyenet.synthetic import NOT_FUNDUS, not_fundus_photo
+from eyenet.preprocess import (COLUMNS, _LOCK, _LOG, _lock, _record, apply_quality, build_store,
                                open_store, preprocess, process_photo)
 
 # a run of the library in a process of its own, to be killed (the command `eyenet-preprocess` is `eyenet.inference.preprocess_cli`)
