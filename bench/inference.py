@@ -1,8 +1,9 @@
 """Time from a raw full-size fundus photo on disk to a result (decode, quality gate, crop, model), one core.
 
 Prints p50 / p95 milliseconds per photo for EyeNetCNN and ResNet-18, PyTorch and onnxruntime, with the part spent
-before the network (decode + gate + crop + normalise) and in it, then the batch throughput of `predict` on all
-cores. Target: p50 <= 60 ms for EyeNetCNN on one core.
+before the network (decode + gate + crop + normalise) and in it; then a patient's two photos to a screening
+decision with pretrained Lite0 DR and quality models (target p50 <= 250 ms), beside the DR model alone; then the
+batch throughput of `predict` on all cores. Target: p50 <= 60 ms for EyeNetCNN on one core.
 
 Photos: `shared_data('eyepacs-raw/train')/*.jpeg` (real EyePACS camera frames, ../shared/data beside the checkout)
 when present, else synthetic full-size frames (labelled synthetic; the script says in one line that the real ones are
@@ -48,6 +49,35 @@ def latency(pred, fns, reps):
             if x is not None:
                 t0 = time.perf_counter(); pred(x[None]); net.append(time.perf_counter() - t0)
     return tot, cpu, prep, net, df
+
+def patient_pairs(fns):
+    "The photos in pairs of one patient's two eyes (Kaggle names), else consecutive pairs."
+    from eyenet.data import parse_image_id
+    pats = {}
+    for f in fns: pats.setdefault(parse_image_id(f)[0], []).append(f)
+    return [v for v in pats.values() if len(v) == 2] or [fns[i:i+2] for i in range(0, len(fns) - 1, 2)]
+
+def patient_latency(tmp, fns, reps, size):
+    "A patient's two raw photos on disk -> the screening decision (`screen`), one core, with and without the learned quality gate."
+    from eyenet.screen import screen
+    pairs = patient_pairs(fns)
+    torch.manual_seed(0)
+    dr = save_model(create_model(arch='effnet-lite0', n_out=2, size=size), tmp/'lite0-dr', arch='effnet-lite0', task='referable', size=size, threshold=0.5)
+    q = save_model(create_model(arch='effnet-lite0', n_out=3, size=size), tmp/'lite0-q', arch='effnet-lite0', task='quality',
+                   classes=['good', 'usable', 'reject'], size=size, threshold=0.5)
+    pred, qp = Predictor(model=dr, threads=1), Predictor(model=q, threads=1)
+    print(f"\none core: a patient's two raw photos on disk -> the screening decision (`screen`), pretrained EfficientNet-Lite0 "
+          f"(untrained heads), {reps} x {len(pairs)} patients")
+    print(f"{'models':<28}{'p50 ms':>8}{'p95 ms':>8}")
+    for name, quality in (('DR + learned quality gate', qp), ('DR alone (rule gate only)', None)):
+        screen(model=pred, photos=pairs[0], quality_model=quality)          # warm up
+        ts = []
+        for _ in range(reps):
+            for pr in pairs:
+                t0 = time.perf_counter(); res = screen(model=pred, photos=pr, quality_model=quality); ts.append(time.perf_counter() - t0)
+        assert len(res) == 1 and res.decision.iloc[0] in ('refer', 'rescreen', 'retake')
+        p50, p95 = pct(ts)
+        print(f"{name:<28}{p50:8.1f}{p95:8.1f}")
 
 def models(tmp, size):
     "Untrained EyeNetCNN and ResNet-18 saved (safetensors + ONNX) under `tmp`: {arch: folder}."
@@ -95,6 +125,7 @@ def main(reps:int=3, # passes over the photos for the latency percentiles
             p50, p95 = pct(tot)
             print(f"{'EyeNetCNN' if arch == 'eyenet' else arch:<10}{backend:<9}{p50:8.1f}{p95:8.1f}{np.median(cpu)*1e3:9.1f}"
                   f"{np.median(prep)*1e3:10.1f}{np.median(net)*1e3:11.1f}")
+    patient_latency(tmp, fns, reps, size)
     torch.set_num_threads(ncpu)
     throughput(dirs, fns, n_batch, ncpu)
     print(f"\nload average at end {os.getloadavg()[0]:.1f}; target p50 <= 60 ms for EyeNetCNN on one core")

@@ -39,7 +39,7 @@ def parse_image_id(name:str|Path, # photo name or path, e.g. `10_left.jpeg`
     return (m['patient'], m['eye'].lower()) if m else (stem, '')
 
 # %% ../nbs/00_data.ipynb #5f65b2a3
-IMG_EXTS = ('.jpeg', '.jpg', '.png', '.tif', '.tiff', '.bmp')
+IMG_EXTS = ('.jpeg', '.jpg', '.png', '.tif', '.tiff', '.bmp', '.dcm') # '.dcm': DICOM (`00d_dicom`)
 
 def photo_files(folder:str|Path, # folder searched recursively
                )->dict: # `{stem: Path}` of every photo found

@@ -20,6 +20,7 @@ from scipy import ndimage
 from fastcore.basics import AttrDict
 from .data import find_labels
 from .core import atomic_write, write_csv, parallel_unordered, WorkerDied, pbar
+from .dicom import is_dicom, dicom_image, DicomError
 from .download import PhotoSource, photo_sources, open_source
 
 # %% ../nbs/02_preprocess.ipynb #0b54ea46
@@ -50,6 +51,10 @@ def to_rgb8(img:Image.Image, # photo in any PIL mode
 def _load(src, short=None, max_pixels=MAX_PIXELS, name=None):
     "`(img, (width, height) of the upright original, original pixels per pixel of img)`; JPEGs decoded with both sides >= `short`."
     fn = name or _src_name(src)
+    if is_dicom(src): # a clinic's archive: the pixels inside a DICOM header (`00d_dicom`)
+        try: img = dicom_image(src, max_pixels, name=fn)
+        except DicomError as e: raise PhotoError(e.reason, str(e)) from None
+        return img, img.size, 1.
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', Image.DecompressionBombWarning)

@@ -46,7 +46,7 @@ def tta_probs(model, # network or predictor (see `model_probs`)
     return np.mean([model_probs(model, dihedral(x, k).contiguous(), bs) for k in ks], 0)
 
 # %% ../nbs/04d_score.ipynb #f03ac349
-FILE_ERRORS = ('not_found', 'not_image', 'unreadable', 'truncated', 'too_large') # reasons that make a file `unreadable`
+FILE_ERRORS = ('not_found', 'not_image', 'unreadable', 'truncated', 'too_large', 'not_photo', 'no_pixels') # reasons that make a file `unreadable`
 ROW = ('photo', 'status', 'reason', 'detail', 'gradability') # the first columns of every scored photo
 
 def _as_list(cfg): return list(cfg) if isinstance(cfg, (list, tuple)) else [cfg]
