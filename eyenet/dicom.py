@@ -78,6 +78,9 @@ def photo_dicom(img:Image.Image, # the photo
     ds.SOPClassUID, ds.SOPInstanceUID, ds.StudyInstanceUID = sop_class, sop, study
     ds.SeriesInstanceUID = derived_uid(study, 'series', sop_class)
     ds.PatientID, ds.PatientName, ds.Modality = patient, f'EyeNet^{patient}', 'OP' if sop_class == OP_SOP else 'OT'
+    ds.PatientBirthDate = ds.PatientSex = ds.StudyDate = ds.StudyTime = ds.ReferringPhysicianName = ds.StudyID = ds.AccessionNumber = ''
+    ds.SeriesNumber, ds.InstanceNumber = 1, 1
+    if sop_class == SC_SOP: ds.ConversionType = 'WSD' # made on a workstation, not by a camera
     if eye is not None: ds.ImageLaterality = {v: k for k,v in EYES.items()}[eye]
     tsyn = _pixels(ds, img, jpeg) if pixels else ExplicitVRLittleEndian
     ds.file_meta = FileMetaDataset()

@@ -96,3 +96,17 @@ def test_cli(models, tmp_path):
     assert r.returncode != 0 and 'no photos given' in r.stderr
     r = subprocess.run([str(exe), str(tmp_path/'nomodel'), str(d)], capture_output=True, text=True)
     assert r.returncode == 1 and r.stderr.startswith('eyenet-screen:') and 'Traceback' not in r.stderr
+
+def test_cli_dicom_out(models, tmp_path):
+    "`eyenet-screen ... --dicom-out DIR`: the SR and the overlays filed per patient, the input untouched."
+    import pydicom
+    pacs = tmp_path/'pacs'
+    for i, eye in enumerate(('left', 'right')): photo_dicom(synth_fundus(0, size=320, seed=40 + i), pacs/f'IM{i}', 'Q1', eye)
+    before = _tree(pacs)
+    exe = Path(sys.executable).parent/'eyenet-screen'
+    r = subprocess.run([str(exe), str(models['never']), str(pacs), '--dicom-out', str(tmp_path/'arc'), '--quiet'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path/'arc'/'Q1').iterdir()) == ['cam-left.dcm', 'cam-right.dcm', 'screening-sr.dcm']
+    sr = pydicom.dcmread(tmp_path/'arc'/'Q1'/'screening-sr.dcm')
+    assert sr.VerificationFlag == 'UNVERIFIED' and sr.StudyInstanceUID == dicom_info(pacs/'IM0')['study']
+    assert _tree(pacs) == before
