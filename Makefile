@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python bench/preprocess.py
 	$(BIN)/python bench/train.py
 	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/serve.py
 
 clean:
 	rm -rf _docs _proc results

@@ -1,6 +1,6 @@
 """Referable DR on real EyePACS photos: what fine-tuning adds over a frozen ImageNet backbone, lever by lever.
 
-    python bench/realdata.py [--rows default,fp32,...|all] [--probes] [--head-rows default] [--limit-checks]
+    python bench/realdata.py [--rows default,fp32,...|all] [--probes] [--screen] [--head-rows default] [--limit-checks]
                              [--epochs 2] [--num-workers 0] [--target-sens 0.9] [--limit N] [--out results/realdata]
 
 Data: `eyenet.core.shared_data('eyepacs-256')`, the real photos beside the checkout (../shared/data/eyepacs-256:
@@ -26,6 +26,9 @@ the model predicts grades, and the minutes it took on this machine:
   schedule the levers are ranked on, 6 the full length. Each row's model goes to `OUT/<row>/` and is scored
   from what was saved; a row whose model and scores are already there is read back, so an interrupted run resumes.
 * `--head-rows`: a fine-tuned row's backbone, frozen, under a two-eye logistic head (`frozen_features(model=...)`).
+* `--screen`: one decision per patient (as `eyenet-screen` makes it) on the held-out patients, from the probe on frozen
+  Lite0 features: the worst-eye rule against a two-eye logistic head, patient-level AUC, sensitivity and specificity at a
+  threshold tuned for 90% patient sensitivity on the training patients (out of fold), with patient-bootstrap CIs.
 * `--limit-checks`: what holds the AUC back, measured with the probe: a learning curve over the share of training
   patients, and the photos shrunk to 128 and 192 px before the same features.
 
@@ -120,6 +123,39 @@ def _probe(df, x, C, keep, grade=False):
     y = df.level.values if grade else df.referable.values
     pr = linear_probe(C).fit(x[keep], y[keep]).predict_proba(x[df.is_valid.values])
     return (referable_prob(pr), pr.argmax(1)) if grade else (pr[:, 1], None)
+
+def screen_rows(df, out, n_boot=1000):
+    "Patient decisions on the held-out patients from the probe on frozen Lite0 features: the worst-eye rule against a two-eye head."
+    from sklearn.model_selection import GroupKFold
+    from eyenet.probe import linear_probe, two_eye_features
+    from eyenet.metrics import roc_auc, binary_metrics, bootstrap_ci, threshold_for_sensitivity
+    from eyenet.results import fuse_eyes
+    x, _ = features(df, out/'features-effnet-lite0-256.npz')
+    C, _ = choose_c(x, df)
+    tr, va, y = ~df.is_valid.values, df.is_valid.values, df.referable.values
+    pats = lambda m, p: fuse_eyes(pd.DataFrame(dict(patient=df.patient.values[m], y=y[m], p=p)))  # a patient: the worse of its photos
+    res, ps = {}, {}
+    for name, xx in (('worst eye', x), ('two-eye head', two_eye_features(x, df))):
+        oof = np.zeros(tr.sum())
+        for a, b in GroupKFold(5).split(xx[tr], y[tr], df.patient.values[tr]):
+            oof[b] = linear_probe(C).fit(xx[tr][a], y[tr][a]).predict_proba(xx[tr][b])[:, 1]
+        ft = pats(tr, oof)
+        thr = threshold_for_sensitivity(ft.y.values, ft.p.values, 0.9).threshold  # on training patients, out of fold
+        fv = pats(va, linear_probe(C).fit(xx[tr], y[tr]).predict_proba(xx[va])[:, 1])
+        fn = lambda yy, pp, t=thr: dict(auc=roc_auc(yy, pp), **{k: binary_metrics(yy, pp, t)[k] for k in ('recall', 'specificity')})
+        ci = bootstrap_ci(fv.y.values, fv.p.values, None, fn, n=n_boot)
+        res[name] = dict(threshold=thr, patients=len(fv), referable=int(fv.y.sum()), C=C,
+                         **{k: tuple(float(v) for v in ci.loc[k, ['value', 'lo', 'hi']]) for k in ('auc', 'recall', 'specificity')})
+        ps[name], yv = fv.p.values, fv.y.values
+    d = bootstrap_ci(yv, np.c_[ps['worst eye'], ps['two-eye head']], None, lambda yy, P: roc_auc(yy, P[:, 1]) - roc_auc(yy, P[:, 0]), n=n_boot)
+    res['two-eye minus worst eye, AUC (paired)'] = tuple(float(v) for v in d)
+    print(f"\npatient decisions, {res['worst eye']['patients']} held-out patients ({res['worst eye']['referable']} referable), "
+          f"probe on frozen Lite0 features (C {C:g}); threshold for 90% patient sensitivity on the training patients, out of fold")
+    f = lambda t: f"{t[0]:.3f} [{t[1]:.3f}, {t[2]:.3f}]"
+    for k in ('worst eye', 'two-eye head'):
+        r = res[k]; print(f"  {k:13s} AUC {f(r['auc'])}  sensitivity {f(r['recall'])}  specificity {f(r['specificity'])}  (threshold {r['threshold']:.3f})")
+    print(f"  two-eye minus worst eye: AUC {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]")
+    return res
 
 def probe_rows(df, out, archs, pool='catavgmax'):
     "The linear-probe floor and the levers on frozen features, for each backbone in `archs`, then stacked backbones and another pooling."
@@ -269,6 +305,7 @@ def main(data:str=None, # dataset folder (default: the real 256 px photos, `shar
          probes:store_true=False, # the linear-probe rows on frozen Lite0/1/2 features
          probe_archs:str='effnet-lite0,effnet-lite1,effnet-lite2', # backbones of the probe rows
          head_rows:str='', # comma list of fine-tuning rows to also score with a two-eye logistic head on their frozen backbone
+         screen:store_true=False, # patient decisions: the worst-eye rule against a two-eye head, on the probe (`eyenet.screen`'s question)
          limit_checks:store_true=False, # what limits the AUC: probe learning curve over training patients, and input resolution
          epochs:int=2, # epochs of every fine-tuning row after its frozen one (2: short schedule; 6: full)
          num_workers:int=0, # data-loader processes
@@ -293,6 +330,7 @@ def main(data:str=None, # dataset folder (default: the real 256 px photos, `shar
     save = lambda: atomic_write(out/'realdata.json', lambda f: f.write_text(json.dumps(
         dict(data=str(data), limit=limit, epochs=epochs, rows=[_jsonable(r) for r in res], limits=lim), indent=2)))
     if probes: res += probe_rows(df, out, probe_archs.split(',')); save()
+    if screen: lim['screen'] = screen_rows(df, out); save()
     for name in names:
         res.append(finetune_row(name, data, labels, quality, df, out, epochs, num_workers, target_sens)); save()
         print(_line(res[-1]), flush=True)

@@ -167,7 +167,7 @@ def screen(model, # DR model folder, `.onnx` file, or `Predictor` (a binary refe
            cam:str|Path|None=None, # save each gradable photo's Grad-CAM overlay in this folder
            dicom_out:str|Path|None=None, # file each DICOM patient's answer as DICOM here (`screen_dicom`: an SR and the overlays)
            progress:bool=False, # show a progress bar
-          )->pd.DataFrame: # one row per patient
+          )->pd.DataFrame: # one row per patient; `.attrs['photos']`: one row per file (placement, status, reason, probability)
     "One screening decision per patient: refer, rescreen or retake, with each eye's probability and quality."
     pred = model if isinstance(model, Predictor) else Predictor(model)
     pcol, (thr, src) = _binary(pred.cfg, str(model)), _threshold(pred.cfg)
@@ -185,6 +185,7 @@ def screen(model, # DR model folder, `.onnx` file, or `Predictor` (a binary refe
         res = pd.DataFrame(rows).assign(threshold=thr, threshold_source=src, model=model_name,
                                         eyenet_version=pred.cfg.get('eyenet_version', eyenet.__version__))
         if dicom_out is not None: res['dicom_out'] = [_file_patient(r, grp, dicom_out) for r, (_, grp) in zip(res.to_dict('records'), groups)]
+    res.attrs['photos'] = g[[c for c in ('photo', 'patient', 'eye', 'problem', 'status', 'reason', 'detail', pcol) if c in g]]
     return res.drop(columns=['left_cam', 'right_cam']) if cam is None and dicom_out is not None else res
 
 # %% ../nbs/06b_screen.ipynb #25b43ee4
