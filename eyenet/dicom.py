@@ -94,11 +94,10 @@ def _read(src, name, **kwargs):
     try: return pydicom.dcmread(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src, **kwargs)
     except Exception as e: raise DicomError('unreadable', f"{name}: not a readable DICOM file ({type(e).__name__}: {e})") from None
 
-def dicom_info(src, # DICOM file: path, bytes or binary file
-               name:str|None=None, # the file's name in messages; default: `src`
-              )->dict: # patient, eye ('left', 'right' or ''), study, sop, sop_class, rows, columns
-    "Who and which eye a DICOM fundus photo shows, from its header; raises `DicomError` if it is no such photo."
-    name = name or str(getattr(src, 'name', src) if not isinstance(src, (bytes, bytearray)) else '<bytes>')
+def _name(src): return '<bytes>' if isinstance(src, (bytes, bytearray)) else str(getattr(src, 'name', src))
+
+def _header(src, name):
+    "`(dataset, info)`: the file read with its pixel data deferred (left on disk until asked for), and what screening needs of it."
     ds = _read(src, name, defer_size='1 KB')
     cls, lat = str(ds.get('SOPClassUID', '')), str(ds.get('ImageLaterality', '') or ds.get('Laterality', '')).upper()
     info = dict(patient=str(ds.get('PatientID', '')), eye=EYES.get(lat, ''), study=str(ds.get('StudyInstanceUID', '')),
@@ -107,7 +106,13 @@ def dicom_info(src, # DICOM file: path, bytes or binary file
     if cls not in PHOTO_SOPS:
         raise DicomError('not_photo', f"{name}: a DICOM object of class {cls}, not a photo ({' or '.join(PHOTO_SOPS.values())})", info)
     if 'PixelData' not in ds: raise DicomError('no_pixels', f"{name}: DICOM header with no pixel data", info)
-    return info
+    return ds, info
+
+def dicom_info(src, # DICOM file: path, bytes or binary file
+               name:str|None=None, # the file's name in messages; default: `src`
+              )->dict: # patient, eye ('left', 'right' or ''), study, sop, sop_class, rows, columns
+    "Who and which eye a DICOM fundus photo shows, from its header; raises `DicomError` if it is no such photo."
+    return _header(src, name or _name(src))[1]
 
 # %% ../nbs/00d_dicom.ipynb #2f6164f5
 def dicom_image(src, # DICOM file: path, bytes or binary file
@@ -115,13 +120,11 @@ def dicom_image(src, # DICOM file: path, bytes or binary file
                 name:str|None=None, # the file's name in messages
                )->Image.Image: # 8-bit RGB
     "The photo in a DICOM fundus photo as 8-bit RGB; raises `DicomError` naming the file if it cannot be."
-    name = name or str(getattr(src, 'name', src) if not isinstance(src, (bytes, bytearray)) else '<bytes>')
-    info = dicom_info(src, name)
+    name = name or _name(src)
+    ds, info = _header(src, name) # one read: the pixel data stays deferred until the size is known to be acceptable
     if info['rows']*info['columns'] > max_pixels:
         raise DicomError('too_large', f"{name}: declared size {info['columns']}x{info['rows']} is over the "
                          f"{max_pixels/1e6:,.0f} MP limit; refused without decoding")
-    if hasattr(src, 'seek'): src.seek(0)
-    ds = _read(src, name)
     try: a = ds.pixel_array
     except Exception as e: raise DicomError('unreadable', f"{name}: cannot decode the pixel data ({type(e).__name__}: {e})") from None
     if a.ndim == 4: a = a[0]                                     # a multi-frame object: its first frame

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from fastcore.meta import delegates
 from fastcore.script import call_parse, store_true, CliError
 from .data import IMG_EXTS
+from .dicom import is_dicom
 from .core import atomic_write, write_csv, cli_errors
 from .preprocess import preprocess, apply_quality, preprocess_params, summary
 from .model import load_model, predict_probs, score_to_grade, grade_cuts
@@ -36,8 +37,8 @@ def photo_list(photos, # a photo, a folder, or a list of photos and folders
     res = []
     for p in map(Path, photos):
         if p.is_dir():
-            res += sorted(f for f in p.rglob('*') if f.suffix.lower() in IMG_EXTS and f.is_file()
-                          and not any(s.startswith('.') for s in f.relative_to(p).parts))
+            res += sorted(f for f in p.rglob('*') if f.is_file() and not any(s.startswith('.') for s in f.relative_to(p).parts)
+                          and (f.suffix.lower() in IMG_EXTS or (not f.suffix and is_dicom(f)))) # archives name DICOM files `IM0001`
         else: res.append(p)
     return res
 

@@ -20,11 +20,11 @@ from highdicom.sr import (ComprehensiveSR, ContainerContentItem, TextContentItem
 from fastcore.basics import AttrDict
 from fastcore.meta import delegates
 from fastcore.script import call_parse, store_true, CliError
-from .data import IMG_EXTS, parse_image_id
+from .data import parse_image_id
 from .core import atomic_write, write_csv, cli_errors
 from .dicom import is_dicom, dicom_info, DicomError, photo_dicom, derived_uid, SC_SOP
 from .score import prob_cols
-from .inference import Predictor, predict
+from .inference import Predictor, predict, photo_list
 import eyenet
 
 # %% ../nbs/06b_screen.ipynb #96a96e24
@@ -47,11 +47,7 @@ def screen_files(photos, # photo files and/or folders (a folder: every photo bel
     "The files to screen, in the order given; an empty folder as `(None, folder)`."
     if isinstance(photos, (str, Path)): photos = [photos]
     res = []
-    for p in map(Path, photos):
-        if not p.is_dir(): res.append((p, p.parent)); continue
-        fs = sorted(f for f in p.rglob('*') if f.is_file() and not any(s.startswith('.') for s in f.relative_to(p).parts)
-                    and (f.suffix.lower() in IMG_EXTS or (not f.suffix and is_dicom(f))))
-        res += [(f, p) for f in fs] or [(None, p)]
+    for p in map(Path, photos): res += [(f, p if p.is_dir() else p.parent) for f in photo_list(p)] or [(None, p)]
     return res
 
 def _how(info): return 'DICOM header' if info.get('patient') else 'folder (no PatientID in the DICOM header)'
@@ -167,7 +163,7 @@ def screen(model, # DR model folder, `.onnx` file, or `Predictor` (a binary refe
            cam:str|Path|None=None, # save each gradable photo's Grad-CAM overlay in this folder
            dicom_out:str|Path|None=None, # file each DICOM patient's answer as DICOM here (`screen_dicom`: an SR and the overlays)
            progress:bool=False, # show a progress bar
-          )->pd.DataFrame: # one row per patient; `.attrs['photos']`: one row per file (placement, status, reason, probability)
+          )->pd.DataFrame: # one row per patient; `.attrs['photos']`: one row per file (placement, status, reason, `p`)
     "One screening decision per patient: refer, rescreen or retake, with each eye's probability and quality."
     pred = model if isinstance(model, Predictor) else Predictor(model)
     pcol, (thr, src) = _binary(pred.cfg, str(model)), _threshold(pred.cfg)
@@ -185,7 +181,7 @@ def screen(model, # DR model folder, `.onnx` file, or `Predictor` (a binary refe
         res = pd.DataFrame(rows).assign(threshold=thr, threshold_source=src, model=model_name,
                                         eyenet_version=pred.cfg.get('eyenet_version', eyenet.__version__))
         if dicom_out is not None: res['dicom_out'] = [_file_patient(r, grp, dicom_out) for r, (_, grp) in zip(res.to_dict('records'), groups)]
-    res.attrs['photos'] = g[[c for c in ('photo', 'patient', 'eye', 'problem', 'status', 'reason', 'detail', pcol) if c in g]]
+    res.attrs['photos'] = g[[c for c in ('photo', 'patient', 'eye', 'problem', 'status', 'reason', 'detail', pcol) if c in g]].rename(columns={pcol: 'p'})
     return res.drop(columns=['left_cam', 'right_cam']) if cam is None and dicom_out is not None else res
 
 # %% ../nbs/06b_screen.ipynb #25b43ee4

@@ -107,7 +107,7 @@ def answer(res, # `screen`'s table, made with `cam`
     ph = res.attrs['photos']
     files = [dict(name=names.get(p, ''), kind=kinds.get(p, ''), eye=e, status=_clean(s), reason=_clean(rs) or _clean(pb) or '',
                   detail=scrub(_clean(d) or pb or ''), p=_clean(float(v)) if v == v else None)
-             for p, e, s, rs, d, pb, v in zip(ph.photo, ph.eye, ph.status, ph.reason, ph.detail, ph.problem, ph.iloc[:, -1]) if isinstance(p, str)]
+             for p, e, s, rs, d, pb, v in zip(ph.photo, ph.eye, ph.status, ph.reason, ph.detail, ph.problem, ph.p) if isinstance(p, str)]
     return dict(patients=pats, files=files, notice=NOT_FOR_DIAGNOSIS)
 
 # %% ../nbs/06c_serve.ipynb #adf45c45
