@@ -1,6 +1,7 @@
 """Imageability on real photos: EyeNet's learned quality model against the rule-based gate and a linear probe, on held-out patients.
 
     python bench/quality.py [--epochs 4] [--size 256] [--arch effnet-lite0] [--amp auto] [--recipe fine-tune] [--out results/quality] [--skip_train]
+                             [--model DIR] [--norms equalize,none,graham,clahe]
 
 Data: `shared_data('eyepacs-256')` (4,502 EyePACS photos, 256 px, cropped and contrast-equalised), the EyeQ human
 quality grades `shared_data('eyeq-quality.csv')` (0 good, 1 usable, 2 reject; 1,642 of the 256 px photos are graded)
@@ -15,7 +16,9 @@ In one run, side by side:
 3. EyeNet's learned quality model, trained by `eyenet.learner.train(task='quality')` and scored by `eyenet.results.evaluate`;
 4. the referable-DR AUC (linear probe on the same frozen features) on photos graders call good/usable vs reject
    (`eyenet.results.auc_by_quality`, as `05_results` shows it);
-5. the gate's verdicts on the raw camera photos against their EyeQ grades.
+5. the gate's verdicts on the raw camera photos against their EyeQ grades;
+6. another clinic's camera, `shared_data('idrid')` (455 photos, every one graded by experts): the share each gate refuses;
+7. with `--norms`: the probe gate with every photo in each photometric look, on IDRiD and the raw photos (features shared with `bench/realdata.py --external`).
 
 Writes `OUT/quality.json` and prints a table. Exits with one line when the real data is absent.
 """
@@ -54,6 +57,39 @@ def _rule_scores(paths):
         rows.append((r['status'], r['reason'], r['gradability']))
     return pd.DataFrame(rows, columns=['status', 'reason', 'gradability'])
 
+def probe_by_norm(norms, fdir, eyeq, raw, n_boot=1000):
+    "The reject-vs-rest probe on frozen Lite0 features with every photo in each look: dev held-out rates, and the share of IDRiD and raw photos refused."
+    import sys; sys.path.insert(0, str(Path(__file__).parent))
+    from realdata import split_table, features, _idrid_crops
+    from eyenet.core import shared_data
+    from eyenet.data import read_quality
+    from eyenet.metrics import refusal_threshold
+    from eyenet.probe import linear_probe
+    from eyenet.preprocess import process_photo
+    df = split_table(shared_data('eyepacs-256'), None, eyeq)
+    q = read_quality(eyeq).set_index('image')['quality']
+    fns = sorted((raw/'train').glob('*.jpeg'))
+    rq = np.array([q.get(f.stem, np.nan) for f in fns], float)
+    g, tr, va = df.quality.notna().values, ~df.is_valid.values, df.is_valid.values
+    y = (df.quality.values == 2).astype(int)
+    res = {}
+    for n in norms:
+        x, _ = features(df, fdir/f'features-effnet-lite0-256-{n}.npz', norm=n)
+        ext = _idrid_crops(shared_data('idrid'), fdir/f'idrid-256-{n}', n)
+        xe, _ = features(ext, fdir/f'features-idrid-256-{n}.npz')
+        rd = fdir/f'raw-256-{n}'; rd.mkdir(exist_ok=True)
+        for f in fns:
+            if not (rd/f'{f.stem}.png').exists(): process_photo(f, norm=n)[0].save(rd/f'{f.stem}.png')
+        xr, _ = features(pd.DataFrame(dict(path=[str(rd/f'{f.stem}.png') for f in fns])), fdir/f'features-raw-256-{n}.npz')
+        pr = linear_probe(0.05, scale=True).fit(x[tr&g], y[tr&g])
+        thr = refusal_threshold(df.quality.values[tr&g], _oof(x[tr&g], y[tr&g], df.patient.values[tr&g]))
+        pv, qv = pr.predict_proba(x[va&g])[:, 1], df.quality.values[va&g]
+        gu = np.isin(rq, [0, 1])
+        res[n] = dict(threshold=float(thr), auc=auc_ci(qv == 2, pv, df.patient.values[va&g], n_boot), caught=float((pv[qv == 2] >= thr).mean()),
+                      good_refused=float((pv[qv == 0] >= thr).mean()), idrid_refused=float((pr.predict_proba(xe)[:, 1] >= thr).mean()),
+                      raw_graded=int(gu.sum()), raw_refused=int((pr.predict_proba(xr)[:, 1][gu] >= thr).sum()))
+    return res
+
 @call_parse
 def main(epochs:int=4, # epochs of the learned quality model (after the recipe's frozen ones)
          size:int=256, # input side of the learned model
@@ -65,6 +101,8 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
          model:str=None, # an already trained quality model folder to score instead of training one
          n_boot:int=1000, # bootstrap resamples
          out:str='results/quality', # output folder
+         norms:str='', # also the probe gate with every photo in each of these looks (e.g. 'equalize,none,graham,clahe'), on IDRiD and the raw photos
+         features_dir:str='results/realdata', # where `bench/realdata.py --external` caches the features of those looks (shared, computed when absent)
         ):
     "Imageability on real photos: learned quality model vs rule-based gate vs linear probe, on held-out patients."
     from eyenet.core import shared_data
@@ -138,6 +176,29 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
             rr['p_reject'] = pq.assign(image=pq.photo.map(lambda s: Path(s).stem)).set_index('image')['p_reject'].reindex(rr.image).values if 'p_reject' in pq else np.nan
         res['raw'] = rr.drop(columns=['path']).to_dict('records')
 
+    # 6. another clinic's camera: every IDRiD photo carries an expert DR grade, so a refusal is most likely a false one
+    idrid = shared_data('idrid')
+    if idrid is not None:
+        fns = sorted((idrid/'train').glob('*.jpeg'))
+        rs = _rule_scores(fns)
+        res['idrid'] = dict(n=len(fns), rules_refused=float((rs.status != 'ok').mean()), rules_reasons=rs.reason[rs.status != 'ok'].value_counts().to_dict())
+        if model is not None:
+            from eyenet.inference import predict
+            from eyenet.model import load_model
+            thr = load_model(model)[1]['threshold']
+            pq = predict(model, fns, progress=False).set_index('photo').reindex([str(f) for f in fns])
+            learned = (pq.p_reject >= thr).values
+            res['idrid'].update(learned_threshold=thr, learned_refused=float(learned.mean()), learned_p_reject_median=float(pq.p_reject.median()),
+                                either_refused=float((learned | (rs.status != 'ok').values).mean()))
+        if 'raw' in res and model is not None:
+            g = [r for r in res['raw'] if r['quality'] in (0, 1)]
+            res['raw_graded_good_usable'] = dict(n=len(g), rules_refused=sum(r['status'] != 'ok' for r in g),
+                                                 learned_refused=sum(r.get('p_reject', 0) >= thr for r in g))
+
+    # 7. the probe gate in each photometric look: which look lets a gate learned on EyePACS hold on other cameras
+    if norms and idrid is not None:
+        res['probe_by_norm'] = probe_by_norm(norms.split(','), Path(features_dir), eyeq, raw, n_boot)
+
     (out/'quality.json').write_text(json.dumps(res, indent=2, default=float))
     print(f"\nreject vs rest on held-out patients (ROC AUC [95% CI]; caught / good refused at the threshold chosen on training patients)")
     for k in ('rules', 'probe'):
@@ -154,4 +215,13 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
     if 'raw' in res:
         print("\nraw camera photos: EyeQ grade vs the gate")
         for r in res['raw']: print(f"  {r['image']:12s} EyeQ {r['quality'] if r['quality'] == r['quality'] else '-'}  rules {r['status']:8s} {r['reason']:14s} gradability {r['gradability']:.3f}" + (f"  p_reject {r['p_reject']:.3f}" if 'p_reject' in r else ''))
+    if 'idrid' in res:
+        i = res['idrid']
+        print(f"\nIDRiD, another clinic's camera, {i['n']} photos all graded by experts: rules refuse {i['rules_refused']:.1%} {i['rules_reasons']}"
+              + (f"; learned model refuses {i['learned_refused']:.1%} at its threshold {i['learned_threshold']:.3f} (median p_reject {i['learned_p_reject_median']:.3f}); either gate: {i['either_refused']:.1%}" if 'learned_refused' in i else ''))
+    if 'raw_graded_good_usable' in res:
+        r = res['raw_graded_good_usable']; print(f"raw camera photos graded good or usable: {r['n']}; refused by the rules {r['rules_refused']}, by the learned model {r['learned_refused']}")
+    for n, r in res.get('probe_by_norm', {}).items():
+        print(f"probe gate, norm {n:9s}: dev AUC {_fmt(r['auc'])}, caught {r['caught']:.3f}, good refused {r['good_refused']:.3f} (threshold {r['threshold']:.3f}) | "
+              f"IDRiD refused {r['idrid_refused']:.1%} | raw good/usable refused {r['raw_refused']} of {r['raw_graded']}")
     print(f"\nwrote {out/'quality.json'}")

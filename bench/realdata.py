@@ -1,6 +1,7 @@
 """Referable DR on real EyePACS photos: what fine-tuning adds over a frozen ImageNet backbone, lever by lever.
 
     python bench/realdata.py [--rows default,fp32,...|all] [--probes] [--screen] [--head-rows default] [--limit-checks]
+                             [--external] [--norms equalize,graham,clahe,none]
                              [--epochs 2] [--num-workers 0] [--target-sens 0.9] [--limit N] [--out results/realdata]
 
 Data: `eyenet.core.shared_data('eyepacs-256')`, the real photos beside the checkout (../shared/data/eyepacs-256:
@@ -29,6 +30,11 @@ the model predicts grades, and the minutes it took on this machine:
 * `--screen`: one decision per patient (as `eyenet-screen` makes it) on the held-out patients, from the probe on frozen
   Lite0 features: the worst-eye rule against a two-eye logistic head, patient-level AUC, sensitivity and specificity at a
   threshold tuned for 90% patient sensitivity on the training patients (out of fold), with patient-bootstrap CIs.
+* `--external`: another clinic's camera. Trained on EyePACS only, tested on all 455 IDRiD photos (`shared_data('idrid')`,
+  expert grades, one photo per patient): the probe on frozen Lite0 features with every photo in each look of `--norms`
+  (`eyenet.preprocess.NORMS`; the EyePACS photos put into it as they load, IDRiD's cropped and normalised by
+  `process_photo`), then every `--rows` model in its own look; beside each, the EyePACS validation AUC and the share
+  of IDRiD the rule-based gate refuses.
 * `--limit-checks`: what holds the AUC back, measured with the probe: a learning curve over the share of training
   patients, and the photos shrunk to 128 and 192 px before the same features.
 
@@ -54,6 +60,7 @@ ROWS = { # one change each against DEFAULT
     'lr-mult-10':  dict(lr_mult=10),                    # discriminative rates: body at lr/10 instead of lr/100
     'lr-mult-1':   dict(lr_mult=1),                     # body and head at the same rate
     'lp-ft':       dict(recipe='lp-ft'),                # head started from the linear probe (which replaces the frozen epoch), body at lr/10
+    'lp-ft-none':  dict(recipe='lp-ft', norm='none'),   # LP-FT on the photos as they come, no photometric normalisation (`NORMS`)
     'no-lighting': dict(tfms=dict(max_lighting=0.)),    # flips, rotation, zoom; photos are already contrast-equalised
     'flips-only':  dict(tfms=dict(max_rotate=0., max_zoom=1., max_lighting=0.)),
     'no-aug':      dict(aug=False),
@@ -194,12 +201,12 @@ def _scored(model_dir, df):
     from eyenet.model import load_model, prepare_image, predict_probs
     from PIL import Image
     import torch
+    from eyenet.score import score_photos, prob_cols
     fn = Path(model_dir)/'valid_probs.npy'
     if fn.exists(): return np.load(fn)
     model, cfg = load_model(model_dir)
-    v = df[df.is_valid]
-    x = torch.stack([prepare_image(Image.open(p), cfg) for p in v.path])
-    probs = predict_probs(model, x)
+    v = df[df.is_valid] # crops made elsewhere: put into the model's look as they load
+    probs = score_photos(model, cfg, list(v.path), preprocessed='none', workers=0, progress=False)[prob_cols(cfg)].values
     atomic_write(fn, lambda f: np.save(open(f, 'wb'), probs))
     return probs
 
@@ -297,6 +304,86 @@ def markdown(rows, epochs):
                    f"{'–' if r.get('qwk') is None else format(r['qwk'], '.3f')} | {'–' if r['minutes'] != r['minutes'] else r['minutes']} |")
     return '\n'.join(out)
 
+def _idrid_crops(src, dest, norm):
+    "Every IDRiD photo cropped and normalised (`process_photo`, accepted or not) as PNG in `dest`, with the gate's records; cached."
+    from eyenet.core import parallel_map
+    from eyenet.data import read_labels
+    lab = pd.read_csv(src/'trainLabels.csv')
+    fn = dest/'records.csv'
+    if not fn.exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        recs = parallel_map(_crop_one, [(src/'train'/f'{i}.jpeg', dest/f'{i}.png', norm) for i in lab.image], workers=2)
+        write_csv(pd.DataFrame(recs), fn)
+    return lab.merge(pd.read_csv(fn, keep_default_na=False), on='image').assign(path=lambda d: [str(dest/f'{i}.png') for i in d.image])
+
+def _crop_one(task):
+    from eyenet.preprocess import process_photo
+    src, out, norm = task
+    img, r = process_photo(src, size=256, norm=norm)
+    if img is not None: img.save(out)
+    return dict(image=Path(src).stem, status=r['status'], reason=r['reason'], gradability=r['gradability'])
+
+def _ext_auc(y, p, n_boot=1000):
+    from eyenet.metrics import bootstrap_ci, roc_auc
+    return bootstrap_ci(np.asarray(y), np.asarray(p, float), None, roc_auc, n_boot) # one photo per patient
+
+def external_rows(df, out, norms, models=(), n_boot=1000):
+    "Train on EyePACS, test on all of IDRiD: the probe on frozen Lite0 features in each look, and saved models; gate refusals on IDRiD."
+    from eyenet.probe import linear_probe
+    from eyenet.preprocess import NORMS
+    idrid = shared_data('idrid')
+    if idrid is None: print("bench/realdata.py --external: ../shared/data/idrid is absent; skipped"); return []
+    rows, P = [], {}
+    for n in norms:
+        if n not in NORMS: raise SystemExit(f"bench/realdata.py: unknown norm {n!r}; choose from {', '.join(NORMS)}")
+        t0 = time.perf_counter()
+        ext = _idrid_crops(idrid, out/f'idrid-256-{n}', n)
+        ext = ext[ext.path.map(lambda p: Path(p).exists())]   # a photo without a disc has no crop (none so far)
+        x, _ = features(df, out/f'features-effnet-lite0-256-{n}.npz', norm=n)
+        xe, _ = features(ext, out/f'features-idrid-256-{n}.npz')
+        C, cv = choose_c(x, df)
+        tr = ~df.is_valid.values
+        pr = linear_probe(C).fit(x[tr], df.referable.values[tr])
+        pe = pr.predict_proba(xe)[:, 1]
+        P[n] = (ext.level.values >= 2, pe, pr.predict_proba(x[~tr])[:, 1])
+        r = dict(row=f'probe, norm {n}', kind='external', norm=n, C=C, minutes=round((time.perf_counter() - t0)/60, 1),
+                 **scores(df, pr.predict_proba(x[~tr])[:, 1], n_boot=n_boot),
+                 idrid_auc=_ext_auc(ext.level.values >= 2, pe, n_boot), idrid_n=len(ext), idrid_referable=int((ext.level >= 2).sum()),
+                 idrid_refused_rules=float((ext.status != 'ok').mean()), idrid_refusal_reasons=ext.reason[ext.status != 'ok'].value_counts().to_dict())
+        if n != norms[0]: r['first_minus_this'] = _paired_ext(P[norms[0]], P[n], df, n_boot)
+        rows.append(r); print(_ext_line(r), flush=True)
+        if n != norms[0]: print(f"    {norms[0]} minus {n}, paired: IDRiD {_ci(r['first_minus_this']['idrid'])}, EyePACS valid {_ci(r['first_minus_this']['eyepacs'])}")
+    M = []
+    for d in models:
+        from eyenet.model import load_model
+        from eyenet.preprocess import norm_of
+        from eyenet.score import score_photos, prob_cols
+        net, cfg = load_model(d)
+        n = norm_of(cfg)
+        ext = _idrid_crops(idrid, out/f'idrid-256-{n}', n)
+        pe = score_photos(net, cfg, list(ext.path), preprocessed=n, workers=0, progress=False)[prob_cols(cfg)[-1]].values
+        met, pv = json.loads((Path(d)/'metrics.json').read_text()), _scored(d, df)[:, 1]
+        M.append((ext.level.values >= 2, pe, pv))
+        r = dict(row=f'{Path(d).name} (norm {n})', kind='external', norm=n, **scores(df, pv, n_boot=n_boot),
+                 idrid_auc=_ext_auc(ext.level.values >= 2, pe, n_boot), idrid_n=len(ext), idrid_referable=int((ext.level >= 2).sum()),
+                 minutes=round(met['train_seconds']/60, 1), patients=met.get('patients'))
+        if len(M) > 1: r['first_minus_this'] = _paired_ext(M[0], M[-1], df, n_boot)
+        rows.append(r); print(_ext_line(r), flush=True)
+        if len(M) > 1: print(f"    {Path(models[0]).name} minus {Path(d).name}, paired: IDRiD {_ci(r['first_minus_this']['idrid'])}, EyePACS valid {_ci(r['first_minus_this']['eyepacs'])}")
+    return rows
+
+def _paired_ext(a, b, df, n_boot=1000):
+    "AUC of scores `a` minus scores `b` (`(y_idrid, p_idrid, p_eyepacs_valid)` each), on IDRiD and on the EyePACS validation patients, paired bootstrap."
+    from eyenet.metrics import bootstrap_ci, roc_auc
+    diff = lambda y, Q: roc_auc(y, Q[:, 0]) - roc_auc(y, Q[:, 1])
+    v = df[df.is_valid]
+    return dict(idrid=bootstrap_ci(a[0], np.c_[a[1], b[1]], None, diff, n_boot),
+                eyepacs=bootstrap_ci(v.referable.values, np.c_[a[2], b[2]], v.patient.values, diff, n_boot))
+
+def _ext_line(r):
+    return (f"{r['row']:28s} EyePACS valid AUC {_ci(r['auc'])}  IDRiD AUC {_ci(r['idrid_auc'])} ({r['idrid_n']} photos, {r['idrid_referable']} referable)"
+            + (f"  rules refuse {r['idrid_refused_rules']:.1%} of IDRiD" if 'idrid_refused_rules' in r else '') + f"  {r['minutes']} min")
+
 def _jsonable(r): return {k: (list(v) if isinstance(v, tuple) else v) for k, v in r.items()}
 
 @call_parse
@@ -307,6 +394,8 @@ def main(data:str=None, # dataset folder (default: the real 256 px photos, `shar
          head_rows:str='', # comma list of fine-tuning rows to also score with a two-eye logistic head on their frozen backbone
          screen:store_true=False, # patient decisions: the worst-eye rule against a two-eye head, on the probe (`eyenet.screen`'s question)
          limit_checks:store_true=False, # what limits the AUC: probe learning curve over training patients, and input resolution
+         external:store_true=False, # train on EyePACS, test on all of IDRiD (`shared_data('idrid')`): the probe in each look of --norms, and every row's model
+         norms:str='equalize,graham,clahe,none', # photometric looks (`eyenet.preprocess.NORMS`) the --external probe is measured in
          epochs:int=2, # epochs of every fine-tuning row after its frozen one (2: short schedule; 6: full)
          num_workers:int=0, # data-loader processes
          target_sens:float=0.9, # sensitivity the saved threshold is tuned for (`train`'s `target_sens`)
@@ -338,6 +427,7 @@ def main(data:str=None, # dataset folder (default: the real 256 px photos, `shar
             res.append(two_eye_head(name, df, out, res[-1])); save()
             print(_line(res[-1]), flush=True)
     if limit_checks: lim.update(limits(df, out))
+    if external: lim['external'] = [_jsonable(r) for r in external_rows(df, out, norms.split(','), [out/n for n in names])]; save()
     paired(res, df, FLOOR); paired(res, df, 'default'); save()
     table(res, epochs)
     print('\n' + markdown(res, epochs))

@@ -23,7 +23,7 @@ from fastcore.script import call_parse, store_true, CliError
 from .data import IMG_EXTS
 from .dicom import is_dicom
 from .core import atomic_write, write_csv, cli_errors
-from .preprocess import preprocess, apply_quality, preprocess_params, summary
+from .preprocess import preprocess, apply_quality, preprocess_params, summary, norm_of, pending_norm
 from .model import load_model, predict_probs, score_to_grade, grade_cuts
 from .figures import gradcam, plot_cam, cam_target
 from .score import (ROW, QUALITY_REJECT, prep_photo, iter_scores, score_photos, prob_cols, quality_gate,
@@ -300,11 +300,11 @@ def preprocess_quality(dest:str|Path, # a `preprocess` output folder
     dest,q = Path(dest),quality_gate(quality_model, threshold)
     info = preprocess_params(dest)
     if info is None: raise FileNotFoundError(f"{dest}: not a `preprocess` output (no manifest.csv)")
-    if bool(info.get('graham', False)) != bool(q.cfg.get('graham', False)):
-        raise ValueError(f"{dest}: photos preprocessed with graham={bool(info.get('graham'))}, but the quality model expects graham={bool(q.cfg.get('graham'))}")
+    look = norm_of(info)
+    pending_norm(look, norm_of(q.cfg), dest, 'the quality model') # refused before scoring, naming both looks
     man = pd.read_csv(dest/'manifest.csv', dtype=str, keep_default_na=False)
     ok = man[(man['status'] == 'ok') & (man['output'] != '')]
-    sc = score_photos(q.model, q.cfg, [dest/o for o in ok['output']], preprocessed=True, bs=bs, workers=workers, progress=progress)
+    sc = score_photos(q.model, q.cfg, [dest/o for o in ok['output']], preprocessed=look, bs=bs, workers=workers, progress=progress)
     return apply_quality(dest, pd.Series(sc[prob_cols(q.cfg)[QUALITY_REJECT]].values, index=ok['image'].values), q.threshold)
 
 # %% ../nbs/06_inference.ipynb #5f327895

@@ -22,6 +22,7 @@ from fastai.vision.all import Resize, PILImage, create_vision_model, create_timm
 from safetensors.torch import save_file, load_file
 import eyenet
 from .data import TASKS
+from .preprocess import norm_of, NORM
 from .core import atomic_write
 
 # %% ../nbs/04_model.ipynb #8380f54e
@@ -211,7 +212,7 @@ def score_to_grade(score, # regression scores, any shape
 
 # %% ../nbs/04_model.ipynb #2890c740
 def model_config(learn=None, # `Learner` made by `eyenet_learner` (or None)
-                 **cfg, # values to set or override: arch, task, n_out, classes, size, graham, mean, std, threshold, threshold_source, target, regression, grade_cuts, arch_kwargs, split, quality_model
+                 **cfg, # values to set or override: arch, task, n_out, classes, size, norm, mean, std, threshold, threshold_source, target, regression, grade_cuts, arch_kwargs, split, quality_model, two_eye
                 )->dict: # the config `save_model` writes
     "Collect the config that rebuilds a model and its preprocessing, from `learn` and `cfg`."
     base = dict(getattr(learn, 'eyenet_cfg', {}) or {})
@@ -221,13 +222,14 @@ def model_config(learn=None, # `Learner` made by `eyenet_learner` (or None)
     reg = bool(base.get('regression', False))
     classes = list(base.get('classes') or TASKS[task].classes)
     res = dict(arch=base.get('arch', 'eyenet'), task=task, n_out=int(base.get('n_out', 1 if reg else len(classes))),
-               classes=classes, size=int(base.get('size', 256)), graham=bool(base.get('graham', False)),
+               classes=classes, size=int(base.get('size', 256)), norm=norm_of(base) if base.get('norm') or base.get('graham') else NORM,
                mean=[float(v) for v in base.get('mean', imagenet_stats[0])], std=[float(v) for v in base.get('std', imagenet_stats[1])],
                threshold=float(base.get('threshold', 0.5)), threshold_source=base.get('threshold_source', 'default'),
                target=base.get('target'), regression=reg,
                grade_cuts=grade_cuts(base) if reg else None,
                arch_kwargs=dict(base.get('arch_kwargs', {})), split=base.get('split'), eyenet_version=eyenet.__version__)
     if base.get('quality_model'): res['quality_model'] = str(base['quality_model']) # the learned gate predict and evaluate put in front
+    if base.get('two_eye'): res['two_eye'] = dict(base['two_eye']) # the patient-level head on both eyes (`eyenet.probe.two_eye_report`) and its threshold
     check_arch(res['arch'])
     return res
 
@@ -264,7 +266,7 @@ def load_model(path:str|Path, # folder written by `save_model` (or its `config.j
     return model.to(device).eval(), cfg
 
 # %% ../nbs/04_model.ipynb #7989a778
-def prepare_image(img:Image.Image, # a preprocessed photo (from `process_photo` with the config's size and graham)
+def prepare_image(img:Image.Image, # a preprocessed photo (from `process_photo` with the config's size and norm)
                   cfg:dict, # config from `load_model`
                  )->torch.Tensor: # float tensor `[3, size, size]`, normalised like the training batches
     "Turn a photo into the network input, exactly as the training pipeline did."

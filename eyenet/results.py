@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import torch, torch.nn as nn, torch.nn.functional as F
 import matplotlib.pyplot as plt
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from PIL import Image
 from fastcore.basics import AttrDict
 from fastcore.meta import delegates
 from fastcore.script import call_parse, store_true
@@ -32,10 +31,11 @@ from .metrics import (roc_auc, binary_metrics, qwk, referable_prob, bootstrap_ci
     spec_at_sens, ece, refusal_threshold)
 from .figures import (plot_confusion, plot_roc, plot_pr, plot_calibration, photo_losses, plot_top_losses,
     gradcam, plot_cam, cam_target)
-from .preprocess import process_photo, load_photo, preprocess_params
+from .preprocess import preprocess_params, norm_of, pending_norm
 from .model import load_model, prepare_image, score_to_grade, grade_cuts
 from .learner import quality_metrics
-from .score import QUALITY_REJECT, prob_cols, quality_gate, quality_model_path, score_photos
+from .probe import two_eye_oof
+from .score import QUALITY_REJECT, prob_cols, quality_gate, quality_model_path, score_photos, prep_photo
 
 # %% ../nbs/05_results.ipynb #62bc8d7f
 def probs_to_logits(probs, # (N, C) class probabilities, or (N,) probability of the positive class
@@ -115,12 +115,8 @@ def fuse_eyes(df:pd.DataFrame, # one row per photo with `patient`, the label and
     res = pd.DataFrame(dict(y=g[y_col].max(), n_eyes=g.size(), p_max=g[p_col].max(), p_min=g[p_col].min(),
                             p_mean=g[p_col].mean())).reset_index()
     if how!='learned': res['p'] = res[f'p_{how}']; return res
-    y = res['y'].values.astype(int)
-    k = int(min(5, y.sum(), len(y)-y.sum()))
-    if k < 2: raise ValueError(f"fuse_eyes: learned fusion needs at least 2 positive and 2 negative patients, got {y.sum()} of {len(y)}")
-    X = probs_to_logits(res[['p_max','p_min']].values)
-    cv = StratifiedKFold(k, shuffle=True, random_state=seed)
-    res['p'] = cross_val_predict(LogisticRegression(), X, y, cv=cv, method='predict_proba')[:,1]
+    t = res.assign(p_left=res.p_max, p_right=res.p_min, worse=probs_to_logits(res.p_max.values), better=probs_to_logits(res.p_min.values))
+    res['p'] = two_eye_oof(t, seed=seed) # the two-eye head of `eyenet.probe`, a one-eye patient's eye standing in for both
     return res
 
 # %% ../nbs/05_results.ipynb #86b1d3b7
@@ -516,10 +512,10 @@ def _save_fig(fig, fn):
     return Path(fn).name
 
 def _model_view(path, cfg, preprocessed):
-    "The photo as the model sees it (before normalisation), or None."
+    "The photo as the model sees it (in its look, before the input scaling), or None."
     if path is None or (isinstance(path, float) and math.isnan(path)): return None
-    if preprocessed: return load_photo(path).convert('RGB').resize((cfg['size'],)*2)
-    return process_photo(path, size=cfg['size'], graham=cfg.get('graham', False))[0]
+    crop = prep_photo(path, cfg, preprocessed, keep=True)[2] # the one way a file becomes a model's crop
+    return None if crop is None else Image.fromarray(crop).resize((cfg['size'],)*2)
 
 def _fig_view(preds, cfg):
     "The binary view of the photos the figures show: gradable and scored (for a quality model: graded and scored)."
@@ -584,7 +580,7 @@ def fig_photos(preds:pd.DataFrame, # predictions table with `path`, `image`
                cfg:dict, # the model's config
                out:Path, # folder for the PNG files
                model=None, # network, for Grad-CAM (skipped when None)
-               preprocessed:bool=False, # photos already preprocessed
+               preprocessed:bool|str=False, # photos already cropped: True, or the look they are in (`photo_mode`)
                n_top:int=8, # top losses to show
                n_cam:int=4, # photos with Grad-CAM heat maps
               )->dict: # figure name -> file name ('top_losses', 'gradcam')
@@ -615,7 +611,7 @@ def save_figures(preds:pd.DataFrame, # predictions table (see `clinical_report`)
                  res:dict, # `clinical_report` (or `quality_report`) output
                  out:str|Path, # folder for the PNG files
                  model:nn.Module|None=None, # network, for Grad-CAM (skipped when None)
-                 preprocessed:bool=False, # photos already preprocessed
+                 preprocessed:bool|str=False, # photos already cropped: True, or the look they are in (`photo_mode`)
                  n_top:int=8, # top losses to show
                  n_cam:int=4, # photos with Grad-CAM heat maps
                  seed:int=0, # seed of the cross-fitted temperature scaling
@@ -764,16 +760,13 @@ def is_synthetic(folder:str|Path, # dataset folder
 def photo_mode(data:str|Path, # dataset folder
                cfg:dict, # model config
                preprocessed:bool|None=None, # force (True/False) or detect (None)
-              )->bool: # True: load the photos as they are; False: run `process_photo` on them
-    "Decide whether a folder's photos can go to the model as they are or need the model's preprocessing."
+              )->bool|str: # False: run `process_photo` on them; else the look the crops are in ('none': plain crops, normalised on load)
+    "Decide whether a folder's photos go to the model as crops, and in which look they are, or need the model's preprocessing."
     info = preprocess_params(data)
     if preprocessed is False or (preprocessed is None and info is None): return False
-    g = (info or {}).get('graham')
-    if g is not None and bool(g) != bool(cfg.get('graham', False)):
-        if g: raise ValueError(f"{data}: photos were preprocessed with Ben Graham's filter but the model expects photos "
-                               "without it; evaluate the raw photos instead")
-        return False # crop again and apply the filter the model expects
-    return True
+    look = norm_of(info)
+    pending_norm(look, norm_of(cfg), data) # crops made in another look: refused here, naming both
+    return look
 
 # %% ../nbs/05_results.ipynb #6e878d30
 def eval_model(model, # folder of a saved model, or `(model, cfg)` from `load_model`
@@ -820,7 +813,7 @@ def eval_split(df:pd.DataFrame, # `photo_table` of the data
 
 def score_table(df:pd.DataFrame, # label table with `path` (None: no photo), `reason` of a refusal
                 m:AttrDict, # `eval_model` output
-                preprocessed:bool=False, # photos already preprocessed
+                preprocessed:bool|str=False, # photos already cropped: True, or the look they are in (`photo_mode`)
                 tta:bool=False, # also score with test-time augmentation
                 bs:int=32, # photos per forward pass
                 workers:int|None=None, # preparing processes
@@ -887,7 +880,7 @@ def evaluate(model, # folder of a saved model, or `(model, cfg)` from `load_mode
         res = clinical_report(preds, m.cfg, target, n_boot, seed, tp)
         res['gate_used'] = 'rule-based' if m.quality is None else f"rule-based, then the learned quality model `{m.quality.name}` (refuses at p_reject ≥ {m.quality.threshold:.3g})"
         if 'quality' in preds and preds['quality'].notna().any(): res['by_human_quality'] = auc_by_quality(preds, m.cfg, n_boot, seed)
-    res['meta'] = dict(out=str(out), model=m.path, arch=m.cfg.get('arch'), size=m.cfg.get('size'), graham=m.cfg.get('graham'), data=str(data),
+    res['meta'] = dict(out=str(out), model=m.path, arch=m.cfg.get('arch'), size=m.cfg.get('size'), norm=norm_of(m.cfg), data=str(data),
                        labels=str(labels or find_labels(data)), quality=None if quality is None else str(quality),
                        quality_model=None if m.quality is None else m.quality.name, split=split, split_desc=split_desc,
                        preprocessed=bool(preprocessed), synthetic=bool(synthetic), tta=bool(tta), n_boot=n_boot, seed=seed,

@@ -15,7 +15,7 @@ import numpy as np, pandas as pd
 import torch, torch.nn as nn
 from fastcore.basics import AttrDict
 from .core import parallel_unordered, pbar
-from .preprocess import process_photo, load_photo
+from .preprocess import process_photo, load_photo, normalise, norm_of, pending_norm
 from .model import load_model, prepare_image, predict_probs
 
 # %% ../nbs/04d_score.ipynb #7c400075
@@ -51,21 +51,24 @@ ROW = ('photo', 'status', 'reason', 'detail', 'gradability') # the first columns
 
 def _as_list(cfg): return list(cfg) if isinstance(cfg, (list, tuple)) else [cfg]
 
+def _key(c): return c['size'], norm_of(c)
+
 def _crops(fn, cfgs, preprocessed):
-    "`{(size, graham): (img or None, record)}` for the distinct crops `cfgs` need."
+    "`{(size, norm): (img or None, record)}` for the distinct crops `cfgs` need."
     if preprocessed:
         try: img,rec = load_photo(fn).convert('RGB'), dict(status='ok', reason='', detail='', gradability=float('nan'))
         except Exception as e: img,rec = None, dict(status='rejected', reason='unreadable', detail=f"{fn}: {e}", gradability=0.)
-        return {k: (img, rec) for k in [(c['size'], bool(c.get('graham'))) for c in cfgs]}
+        todo = {_key(c): 'none' if preprocessed is True else pending_norm(preprocessed, norm_of(c), fn) for c in cfgs}
+        return {k: (img if img is None or t == 'none' else normalise(img, t), rec) for k,t in todo.items()}
     out = {}
     for c in cfgs:
-        k = (c['size'], bool(c.get('graham', False)))
-        if k not in out: out[k] = process_photo(fn, size=k[0], graham=k[1])
+        k = _key(c)
+        if k not in out: out[k] = process_photo(fn, size=k[0], norm=k[1])
     return out
 
 def prep_photo(fn, # path of a photo
-               cfg, # model config (`size`, `graham`, `mean`, `std`), or a list of them (DR model, quality model)
-               preprocessed:bool=False, # a `preprocess` output: load the photo as it is, no gate
+               cfg, # model config (`size`, `norm`, `mean`, `std`), or a list of them (DR model, quality model)
+               preprocessed:bool|str=False, # a crop, loaded without the gate: True if in each model's look, or the look it is in (`NORMS`; 'none': a plain crop, normalised on load)
                keep:bool=False, # also return the crop of the first config as uint8 (for Grad-CAM overlays)
               )->tuple: # `(row, xs, crop)`: xs = one float32 `[3,S,S]` per config, None where no crop exists
     "Gate, crop and normalise one photo file for one or more models; problems go into the row, never raise."
@@ -75,13 +78,12 @@ def prep_photo(fn, # path of a photo
         row.update(reason='not_found', detail=f"{fn}: no such file"); return row, none, None
     try:
         crops = _crops(fn, cfgs, preprocessed)
-        img,rec = crops[(cfgs[0]['size'], bool(cfgs[0].get('graham', False)))]
+        img,rec = crops[_key(cfgs[0])]
         row.update(reason=rec['reason'], detail=rec['detail'] if isinstance(rec['detail'], str) else '', gradability=rec['gradability'])
         if rec['reason'] in FILE_ERRORS: row['status'] = 'unreadable'; return row, none, None
         row['status'] = 'ok' if rec['status'] == 'ok' and img is not None else 'rejected'
         if row['status'] == 'rejected' and not row['reason']: row['reason'] = 'no_disc'
-        xs = [None if crops[(c['size'], bool(c.get('graham', False)))][0] is None else
-              np.ascontiguousarray(prepare_image(crops[(c['size'], bool(c.get('graham', False)))][0], c).numpy()) for c in cfgs]
+        xs = [None if crops[_key(c)][0] is None else np.ascontiguousarray(prepare_image(crops[_key(c)][0], c).numpy()) for c in cfgs]
     except Exception as e:  # a decoder bug: still one row
         row.update(status='unreadable', reason='unreadable', detail=f"{fn}: {type(e).__name__}: {e}"); return row, none, None
     return row, xs, (np.asarray(img) if keep and img is not None else None)
@@ -89,7 +91,7 @@ def prep_photo(fn, # path of a photo
 # %% ../nbs/04d_score.ipynb #65f7c55b
 def prep_photos(fns:list, # photo paths
                 cfg, # model config, or a list of them (see `prep_photo`)
-                preprocessed:bool=False, # photos already cropped by `preprocess`
+                preprocessed:bool|str=False, # photos already cropped (see `prep_photo`)
                 keep:bool=False, # also return crops (for Grad-CAM)
                 workers:int|None=None, # processes; None: one per core; 0: in this process
                ):
@@ -159,7 +161,7 @@ def _score_batch(batch, model, cfg, bs, tta, score_rejected):
 def iter_scores(model, # network from `load_model`, or a predictor (see `model_probs`)
                 cfg:dict, # its config
                 photos, # photo files
-                preprocessed:bool=False, # photos already cropped by `preprocess`: load them as they are, no rule-based gate
+                preprocessed:bool|str=False, # photos already cropped: no rule-based gate; True, or the look they are in (see `prep_photo`)
                 tta:bool=False, # also score with test-time augmentation (8 orientations)
                 bs:int=32, # photos per forward pass
                 workers:int|None=None, # preparing processes; None: one per core; 0: in this process

@@ -25,6 +25,7 @@ from .core import atomic_write, write_csv, cli_errors
 from .dicom import is_dicom, dicom_info, DicomError, photo_dicom, derived_uid, SC_SOP
 from .score import prob_cols
 from .inference import Predictor, predict, photo_list
+from .probe import two_eye_prob
 import eyenet
 
 # %% ../nbs/06b_screen.ipynb #96a96e24
@@ -102,13 +103,19 @@ def _eyes(es): return ' and '.join(f"the {e} eye" for e in es)
 def patient_decision(left:AttrDict, # `eye_verdict` of the left eye
                      right:AttrDict, # `eye_verdict` of the right eye
                      unplaced:AttrDict|None=None, # `eye_verdict` of the photos whose eye is unknown, if any
+                     two_eye:tuple|None=None, # `(p, threshold)` of the model's two-eye head, when both eyes are gradable: it decides for them
                     )->tuple: # `(decision, reason)`
     "refer, retake or rescreen, by the screening rules, and why."
     v = dict(left=left, right=right)
-    ref = [e for e in v if v[e].state == 'referable']
+    if two_eye is not None:
+        if any(v[e].state not in ('referable', 'not referable') for e in v): raise ValueError("patient_decision: the two-eye head needs both eyes gradable")
+        p, t = two_eye
+        if p >= t: return 'refer', f"referable DR likely, the two eyes taken together (p = {p:.2f}; left eye {left.p:.2f}, right eye {right.p:.2f})"
+    ref = [e for e in v if v[e].state == 'referable' and two_eye is None]
     if ref: return 'refer', f"referable DR in {_eyes(ref)} (p = {', '.join(f'{v[e].p:.2f}' for e in ref)})"
     if unplaced is not None and unplaced.state == 'referable':
         return 'refer', f"referable DR in a photo whose eye is unknown (p = {unplaced.p:.2f})"
+    if two_eye is not None: return 'rescreen', f"no referable DR, the two eyes taken together (p = {p:.2f}): rescreen in 12 months"
     failed = [e for e in v if v[e].state == 'ungradable' and v[e].n >= 2]
     if failed: return 'refer', f"{_eyes(failed)} not gradable on {' and '.join(str(v[e].n) for e in failed)} photos, a retake included: refer for examination"
     again = [e for e in v if v[e].state == 'ungradable']
@@ -133,12 +140,21 @@ def _threshold(cfg):
     tgt = cfg.get('target')
     return (0.5 if t is None else float(t)), src + (f" ({', '.join(f'{k} {v}' for k,v in tgt.items())})" if tgt else '')
 
+def _two_eye(cfg):
+    "The model's two-eye head, its patient threshold and where that came from, or None when it has none."
+    h = cfg.get('two_eye')
+    return (h, *_threshold(h)) if h else None
+
 # %% ../nbs/06b_screen.ipynb #25320d98
-def _patient_row(pat, g, pcol, thr, combine):
-    "One patient's row from its photos' placement and scores."
+def _patient_row(pat, g, pcol, thr, src, combine, two=None):
+    "One patient's row from its photos' placement and scores: by the two-eye head `two` when both eyes are gradable, else by the worst eye."
     v = {e: eye_verdict(g[g.eye == e], thr, pcol, combine) for e in ('left', 'right')}
     un = g[(g.eye == '') & g.photo.notna()]
-    dec, why = patient_decision(v['left'], v['right'], eye_verdict(un, thr, pcol, combine) if len(un) else None)
+    uv = eye_verdict(un, thr, pcol, combine) if len(un) else None
+    if two is not None and all(x.state in ('referable', 'not referable') for x in v.values()):
+        pp, rule, thr, src = two_eye_prob(two[0], v['left'].p, v['right'].p), 'two-eye head', two[1], two[2]
+    else: pp, rule = max((x.p for x in (v['left'], v['right'], uv) if x is not None and x.p == x.p), default=float('nan')), 'worst eye'
+    dec, why = patient_decision(v['left'], v['right'], uv, (pp, thr) if rule == 'two-eye head' else None)
     probs = [p for p in g.problem if p]
     row = dict(patient=pat, decision=dec, reason=why + ''.join(f"; {p}" for p in probs))
     for e in ('left', 'right'):
@@ -146,7 +162,7 @@ def _patient_row(pat, g, pcol, thr, combine):
         row.update({f'{e}_p': v[e].p, f'{e}_quality': v[e].quality, f'{e}_photo': v[e].photo, f'{e}_sop': used.sop.iloc[0] if len(used) else ''})
         if 'cam' in g: row[f'{e}_cam'] = used.cam.iloc[0] if len(used) and isinstance(used.cam.iloc[0], str) else ''
     studies = sorted({s for s in g.study if s})
-    return row | dict(study=' '.join(studies), photos=int(g.photo.notna().sum()))
+    return row | dict(study=' '.join(studies), photos=int(g.photo.notna().sum()), patient_p=pp, rule=rule, threshold=thr, threshold_source=src)
 
 def _folder_notes(eyes):
     "A note for each DICOM folder that holds photos of more than one `PatientID`."
@@ -163,10 +179,10 @@ def screen(model, # DR model folder, `.onnx` file, or `Predictor` (a binary refe
            cam:str|Path|None=None, # save each gradable photo's Grad-CAM overlay in this folder
            dicom_out:str|Path|None=None, # file each DICOM patient's answer as DICOM here (`screen_dicom`: an SR and the overlays)
            progress:bool=False, # show a progress bar
-          )->pd.DataFrame: # one row per patient; `.attrs['photos']`: one row per file (placement, status, reason, `p`)
-    "One screening decision per patient: refer, rescreen or retake, with each eye's probability and quality."
+          )->pd.DataFrame: # one row per patient (`rule`: 'two-eye head' or 'worst eye'); `.attrs['photos']`: one row per file (placement, status, reason, `p`)
+    "One screening decision per patient: refer, rescreen or retake, with each eye's probability and quality, by both eyes together where the model can."
     pred = model if isinstance(model, Predictor) else Predictor(model)
-    pcol, (thr, src) = _binary(pred.cfg, str(model)), _threshold(pred.cfg)
+    pcol, (thr, src), two = _binary(pred.cfg, str(model)), _threshold(pred.cfg), _two_eye(pred.cfg)
     eyes = photo_eyes(photos)
     files, notes = eyes.photo.dropna().tolist(), _folder_notes(eyes)
     model_name = f"{pred.path.name if pred.path is not None else 'in memory'} ({pred.cfg['arch']})"
@@ -175,11 +191,10 @@ def screen(model, # DR model folder, `.onnx` file, or `Predictor` (a binary refe
         scored = predict(pred, files, workers=workers, quality_model=quality_model, cam=cams, progress=progress) if files else pd.DataFrame(columns=['photo', 'status', 'reason', pcol])
         g = eyes.merge(scored.drop_duplicates('photo'), on='photo', how='left', suffixes=('', '_scored'))
         groups = list(g.groupby('patient', sort=False))
-        rows = [_patient_row(pat, grp, pcol, thr, combine) for pat, grp in groups]
+        rows = [_patient_row(pat, grp, pcol, thr, src, combine, two) for pat, grp in groups]
         for r, (pat, grp) in zip(rows, groups):
             for f in {str(Path(p).parent) for p in grp.photo.dropna()} & set(notes): r['reason'] += f"; {notes[f]}"
-        res = pd.DataFrame(rows).assign(threshold=thr, threshold_source=src, model=model_name,
-                                        eyenet_version=pred.cfg.get('eyenet_version', eyenet.__version__))
+        res = pd.DataFrame(rows).assign(model=model_name, eyenet_version=pred.cfg.get('eyenet_version', eyenet.__version__))
         if dicom_out is not None: res['dicom_out'] = [_file_patient(r, grp, dicom_out) for r, (_, grp) in zip(res.to_dict('records'), groups)]
     res.attrs['photos'] = g[[c for c in ('photo', 'patient', 'eye', 'problem', 'status', 'reason', 'detail', pcol) if c in g]].rename(columns={pcol: 'p'})
     return res.drop(columns=['left_cam', 'right_cam']) if cam is None and dicom_out is not None else res
@@ -233,7 +248,8 @@ def _sr_content(row):
     for e in ('left', 'right'):
         if row[f'{e}_p'] == row[f'{e}_p']: items.append(_NUM(_C(f'P-{e[0].upper()}', f'Probability of referable DR, {e} eye'), row[f'{e}_p']))
         items.append(_TXT(_C(f'Q-{e[0].upper()}', f'Image quality, {e} eye'), row[f'{e}_quality']))
-    items += [_NUM(_C('THR', 'Referral threshold'), row['threshold']), _TXT(_C('THR-SRC', 'Threshold source'), row['threshold_source']),
+    if row['patient_p'] == row['patient_p']: items.append(_NUM(_C('P-PAT', 'Probability of referable DR, patient'), row['patient_p']))
+    items += [_TXT(_C('RULE', 'Decision rule'), row['rule']), _NUM(_C('THR', 'Referral threshold'), row['threshold']), _TXT(_C('THR-SRC', 'Threshold source'), row['threshold_source']),
               _TXT(_C('MODEL', 'Model'), f"{row['model']}, EyeNet {row['eyenet_version']}"),
               _TXT(CodedConcept('121106', 'DCM', 'Comment'), NOT_FOR_DIAGNOSIS)]
     root = ContainerContentItem(name=_C('SCREEN', 'Diabetic retinopathy screening decision'))

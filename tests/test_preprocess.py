@@ -124,7 +124,7 @@ def test_kill9_resume(sample, tmp_path):
 
 def test_options(sample, tmp_path):
     "Size, Ben Graham's normalisation, a pattern and the store, together."
-    df = preprocess(sample, tmp_path/'g', size=128, graham=True, workers=0, store=True, pattern='train/1[0-5]_*', progress=False)
+    df = preprocess(sample, tmp_path/'g', size=128, norm='graham', workers=0, store=True, pattern='train/1[0-5]_*', progress=False)
     n = len(list((sample/'train').glob('1[0-5]_*')))
     assert n >= 4 and len(df) == n and (df.status == 'ok').all()
     im = Image.open(tmp_path/'g'/df.output[0])
@@ -165,7 +165,7 @@ def test_every_shape_full_size(w, h, cut):
     size = round(h/(1 - cut))
     img = synth_fundus(2, size=size, aspect=w/h, cut=cut, seed=w + h)
     buf = io.BytesIO(); img.save(buf, 'JPEG', quality=90)
-    out, rec = process_photo(buf.getvalue())
+    out, rec = process_photo(buf.getvalue(), norm='none')   # the crop's geometry, before any normalisation
     W, H = img.size
     assert (rec['status'], rec['width'], rec['height'], out.size) == ('ok', W, H, (256, 256)), rec
     d = rec['right'] - rec['left']
@@ -188,8 +188,8 @@ def test_worker_crash(sample, tmp_path):
     from eyenet.download import PhotoSource
     (tmp_path/'train').mkdir()
     srcs = photo_sources(sample/'train')[:10]
-    tasks = [(s, str(tmp_path/'train'/f'{i}.jpeg'), 256, False) for i, s in enumerate(srcs)]
-    tasks.insert(3, (PhotoSource('train/boom.jpeg', Boom()), str(tmp_path/'train/boom.jpeg'), 256, False))
+    tasks = [(s, str(tmp_path/'train'/f'{i}.jpeg'), 256, 'none') for i, s in enumerate(srcs)]
+    tasks.insert(3, (PhotoSource('train/boom.jpeg', Boom()), str(tmp_path/'train/boom.jpeg'), 256, 'none'))
     recs = []
     _process_all(tasks, 2, recs.append)
     assert sorted(r['source'] for r in recs) == sorted(t[0].name for t in tasks)
@@ -230,4 +230,24 @@ def test_real_photos_are_fundus():
     if e256 is not None: fns += sorted((e256/'train').glob('*.jpeg'))[::22]
     recs = parallel_map(_record, fns, workers=2)
     assert not [r['source'] for r in recs if r['reason'] == 'not_fundus']
-    assert sum(r['status'] == 'ok' for r in recs[:24]) >= 21
+    assert sum(r['status'] == 'ok' for r in recs[:24]) >= 19    # measured: 5 refused, the hazy ones
+    eyeq = shared_data('eyeq-quality.csv')
+    if eyeq is not None:                                           # of those graders call good or usable, at most one
+        q = pd.read_csv(eyeq).set_index('image').quality
+        graded = [r for f, r in zip(fns[:24], recs[:24]) if q.get(Path(f).stem, 2) in (0, 1)]
+        assert len(graded) == 8 and sum(r['status'] != 'ok' for r in graded) <= 1
+
+def test_gate_both_looks():
+    "The rule-based gate accepts synthetic fundus photos as a camera delivers them and as the dev photos look (cropped and equalised), with sharpness on one scale."
+    from eyenet.preprocess import equalize, fundus_mask, NORM
+    jpeg = lambda im: (im.save(b := io.BytesIO(), 'JPEG', quality=95), b.getvalue())[1]
+    for seed in range(6):
+        cam = jpeg(synth_fundus(seed % 3, size=900, aspect=1.5, cut=0.1, seed=seed))    # camera-like: red-orange, cut at top and bottom
+        crop, rec = process_photo(cam, norm='none')
+        assert rec['status'] == 'ok', (seed, rec['reason'], rec['gradability'])
+        out, req = process_photo(jpeg(equalize(crop)))                           # the public 256 px look
+        assert req['status'] == 'ok', (seed, req['reason'], req['gradability'])
+        assert 0.5 < req['sharpness']/rec['sharpness'] < 2, (rec['sharpness'], req['sharpness'])
+        for im in (process_photo(cam, norm=NORM)[0], out):                        # both end in the one look: each channel spread evenly
+            a = np.asarray(im); m = fundus_mask(a)
+            assert np.abs(np.median(a[m], 0) - 128).max() < 20 and a[~m].max() <= 10   # outside the fundus: black

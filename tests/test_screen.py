@@ -1,5 +1,5 @@
 "Screening: every decision path, every bad input a clinic's upload can hold, DICOM in, the command line; inputs left untouched."
-import hashlib, subprocess, sys
+import hashlib, math, subprocess, sys
 from pathlib import Path
 import pandas as pd, pytest, torch
 from eyenet.synthetic import synth_fundus, not_fundus_photo
@@ -8,6 +8,7 @@ from eyenet.dicom import photo_dicom, dicom_info
 from eyenet.screen import screen
 
 SIZE = 64
+HEAD = dict(coef=[0., 0.], intercept=5., threshold=0.5, threshold_source='validation patients, out of fold', target=dict(sensitivity=0.9))
 
 def _photo(fn, grade=0, seed=0, defect=None):
     fn.parent.mkdir(parents=True, exist_ok=True)
@@ -16,12 +17,13 @@ def _photo(fn, grade=0, seed=0, defect=None):
 
 @pytest.fixture(scope='module')
 def models(tmp_path_factory):
-    "One untrained referable network saved with three thresholds: nothing referable (1.01), everything (0), and a real cut."
+    "One untrained referable network saved with photo thresholds that refer no eye (1.01) or every eye (0), without and with a two-eye head."
     d = tmp_path_factory.mktemp('screen')
     torch.manual_seed(0)
     net = create_model('eyenet', 2, SIZE)
-    return {k: save_model(net, d/k, arch='eyenet', task='referable', size=SIZE, threshold=t) and d/k
-            for k, t in (('never', 1.01), ('always', 0.))}
+    heads = dict(head=HEAD, head_low=dict(HEAD, intercept=-5.)) # patient probability 0.993 (refer) or 0.007 (rescreen), whatever the eyes
+    return {k: save_model(net, d/k, arch='eyenet', task='referable', size=SIZE, threshold=t, **({'two_eye': heads[k]} if k in heads else {})) and d/k
+            for k, t in (('never', 1.01), ('always', 0.), ('head', 1.01), ('head_low', 0.))}
 
 def _tree(d):
     "Every file below `d` with its bytes' hash: to prove a run changed nothing."
@@ -47,7 +49,27 @@ def test_decision_paths(models, tmp_path):
     assert always.decision.tolist() == ['refer', 'refer']                  # referable DR outranks the ungradable eye
     assert 'referable DR in the left eye' in _one(always, '2').reason
     assert (never.threshold == 1.01).all() and (never.threshold_source == 'default').all() and never.model.str.contains('eyenet').all()
+    assert (never.rule == 'worst eye').all() and (always.rule == 'worst eye').all()  # no two-eye head in these models
     assert _tree(up) == before                                             # nothing in the input changed
+
+def test_two_eye_head(models, tmp_path):
+    "A model with a two-eye head: the head decides patients with both eyes gradable, the worst eye the others."
+    up = tmp_path/'up'
+    _photo(up/'1_left.jpeg', seed=1); _photo(up/'1_right.jpeg', seed=2)                              # both eyes gradable
+    _photo(up/'2_left.jpeg', seed=3); _photo(up/'2_right.jpeg', seed=4, defect='black')               # one ungradable photo
+    _photo(up/'3_left.jpeg', seed=5)                                                                  # one eye only
+    files = sorted(up.iterdir())
+    hi = screen(models['head'], files)                 # the head refers; the photo threshold 1.01 refers no eye
+    assert dict(zip(hi.patient, hi.decision)) == {'1': 'refer', '2': 'retake', '3': 'rescreen'}
+    assert dict(zip(hi.patient, hi.rule)) == {'1': 'two-eye head', '2': 'worst eye', '3': 'worst eye'}
+    p1, p3 = _one(hi, '1'), _one(hi, '3')
+    assert p1.patient_p == pytest.approx(1/(1 + math.exp(-5))) and p1.threshold == 0.5 and 'the two eyes taken together' in p1.reason
+    assert p1.threshold_source == 'validation patients, out of fold (sensitivity 0.9)'
+    assert p3.threshold == 1.01 and p3.patient_p == p3.left_p and 'the right eye is not screened' in p3.reason
+    lo = screen(models['head_low'], files)             # the head says no for patient 1, though each eye reaches the photo threshold 0
+    assert dict(zip(lo.patient, lo.decision)) == {'1': 'rescreen', '2': 'refer', '3': 'refer'}
+    assert dict(zip(lo.patient, lo.rule)) == {'1': 'two-eye head', '2': 'worst eye', '3': 'worst eye'}
+    assert 'rescreen in 12 months' in _one(lo, '1').reason and 'referable DR in the left eye' in _one(lo, '2').reason
 
 def test_several_photos_of_an_eye(models, tmp_path):
     "Three photos of one eye, one of them not a fundus photo at all: the two gradable ones decide, by the worst or the mean."
