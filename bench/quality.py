@@ -1,7 +1,7 @@
 """Imageability on real photos: EyeNet's learned quality model against the rule-based gate and a linear probe, on held-out patients.
 
     python bench/quality.py [--epochs 4] [--size 256] [--arch effnet-lite0] [--amp auto] [--recipe fine-tune] [--out results/quality] [--skip_train]
-                             [--model DIR] [--norms equalize,none,graham,clahe]
+                             [--model DIR] [--norms equalize,none,graham,clahe] [--shared DR_MODEL]
 
 Data: `shared_data('eyepacs-256')` (4,502 EyePACS photos, 256 px, cropped and contrast-equalised), the EyeQ human
 quality grades `shared_data('eyeq-quality.csv')` (0 good, 1 usable, 2 reject; 1,642 of the 256 px photos are graded)
@@ -13,6 +13,7 @@ threshold is chosen on the training patients only (out-of-fold for the probe), e
 In one run, side by side:
 1. the rule-based gate (`process_photo`: its verdict, and its `gradability` score);
 2. the simplest learned baseline: a logistic regression on frozen ImageNet EfficientNet-Lite0 features (global-pooled);
+   with `--shared`, the same probe on a DR model's fine-tuned backbone: could one backbone serve both heads?
 3. EyeNet's learned quality model, trained by `eyenet.learner.train(task='quality')` and scored by `eyenet.results.evaluate`;
 4. the referable-DR AUC (linear probe on the same frozen features) on photos graders call good/usable vs reject
    (`eyenet.results.auc_by_quality`, as `05_results` shows it);
@@ -101,6 +102,7 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
          model:str=None, # an already trained quality model folder to score instead of training one
          n_boot:int=1000, # bootstrap resamples
          out:str='results/quality', # output folder
+         shared:str=None, # a DR model folder (EfficientNet-Lite): also the reject probe on its fine-tuned backbone, one backbone for both heads
          norms:str='', # also the probe gate with every photo in each of these looks (e.g. 'equalize,none,graham,clahe'), on IDRiD and the raw photos
          features_dir:str='results/realdata', # where `bench/realdata.py --external` caches the features of those looks (shared, computed when absent)
         ):
@@ -142,6 +144,15 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
     pv = pr.predict_proba(x[va&g])[:, 1]
     thr = refusal_threshold(qt.quality.values, _oof(x[tr&g], yt, qt.patient.values))
     res['probe'] = dict(auc=auc_ci(yv, pv, qv.patient.values, n_boot), at_threshold=gate_rates(pv, qv.quality.values, thr, qv.patient.values, n_boot))
+
+    # 2b. one backbone for both: the reject probe on a DR model's fine-tuned backbone (its features, in its look), threshold out of fold
+    if shared:
+        from eyenet.model import load_model
+        from eyenet.preprocess import norm_of
+        xs = frozen_features(df['path'].tolist(), 256, model=shared, norm=norm_of(load_model(shared)[1]), cache=out/'shared-features.npz')
+        ps = linear_probe(0.05, scale=True).fit(xs[tr&g], yt).predict_proba(xs[va&g])[:, 1]
+        thr = refusal_threshold(qt.quality.values, _oof(xs[tr&g], yt, qt.patient.values))
+        res['shared'] = dict(model=str(shared), auc=auc_ci(yv, ps, qv.patient.values, n_boot), at_threshold=gate_rates(ps, qv.quality.values, thr, qv.patient.values, n_boot))
 
     # 4. referable DR on photos graders call gradable vs reject (probe trained on every training photo)
     dr = linear_probe(0.01, scale=True).fit(x[tr], df.referable.values[tr])
@@ -201,7 +212,8 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
 
     (out/'quality.json').write_text(json.dumps(res, indent=2, default=float))
     print(f"\nreject vs rest on held-out patients (ROC AUC [95% CI]; caught / good refused at the threshold chosen on training patients)")
-    for k in ('rules', 'probe'):
+    for k in ('rules', 'probe', 'shared'):
+        if k not in res: continue
         a = res[k]['at_threshold']
         print(f"  {k:8s} AUC {_fmt(res[k]['auc'])}; threshold {a['threshold']:.3f}: caught {_fmt(a['caught'])}, good refused {_fmt(a['good_refused'])}")
     print(f"  rules' own verdicts today: caught {res['rules']['verdict_caught']:.3f}, good refused {res['rules']['verdict_good_refused']:.3f}")
