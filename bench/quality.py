@@ -36,6 +36,13 @@ def _oof(x, y, groups, C=0.05, k=5):
     for tr, te in GroupKFold(k).split(x, y, groups): s[te] = linear_probe(C, scale=True).fit(x[tr], y[tr]).predict_proba(x[te])[:, 1]
     return s
 
+def probe_gate(x, quality, groups, C=0.05):
+    "The reject-vs-rest probe fitted on the features `x` of graded photos, and its threshold chosen out of fold over patient `groups` (`refusal_threshold`)."
+    from eyenet.probe import linear_probe
+    from eyenet.metrics import refusal_threshold
+    y = (np.asarray(quality) == 2).astype(int)
+    return linear_probe(C, scale=True).fit(x, y), refusal_threshold(quality, _oof(x, y, groups, C))
+
 def gate_rates(p_reject, quality, thr, groups, n_boot=1000):
     "Rejects caught and good photos refused when a bare reject score (rules, probe) refuses at `thr`: `quality_cis` of it."
     from eyenet.results import quality_cis
@@ -64,15 +71,12 @@ def probe_by_norm(norms, fdir, eyeq, raw, n_boot=1000):
     from realdata import split_table, features, _idrid_crops
     from eyenet.core import shared_data
     from eyenet.data import read_quality
-    from eyenet.metrics import refusal_threshold
-    from eyenet.probe import linear_probe
     from eyenet.preprocess import process_photo
     df = split_table(shared_data('eyepacs-256'), None, eyeq)
     q = read_quality(eyeq).set_index('image')['quality']
     fns = sorted((raw/'train').glob('*.jpeg'))
     rq = np.array([q.get(f.stem, np.nan) for f in fns], float)
     g, tr, va = df.quality.notna().values, ~df.is_valid.values, df.is_valid.values
-    y = (df.quality.values == 2).astype(int)
     res = {}
     for n in norms:
         x, _ = features(df, fdir/f'features-effnet-lite0-256-{n}.npz', norm=n)
@@ -82,8 +86,7 @@ def probe_by_norm(norms, fdir, eyeq, raw, n_boot=1000):
         for f in fns:
             if not (rd/f'{f.stem}.png').exists(): process_photo(f, norm=n)[0].save(rd/f'{f.stem}.png')
         xr, _ = features(pd.DataFrame(dict(path=[str(rd/f'{f.stem}.png') for f in fns])), fdir/f'features-raw-256-{n}.npz')
-        pr = linear_probe(0.05, scale=True).fit(x[tr&g], y[tr&g])
-        thr = refusal_threshold(df.quality.values[tr&g], _oof(x[tr&g], y[tr&g], df.patient.values[tr&g]))
+        pr, thr = probe_gate(x[tr&g], df.quality.values[tr&g], df.patient.values[tr&g])
         pv, qv = pr.predict_proba(x[va&g])[:, 1], df.quality.values[va&g]
         gu = np.isin(rq, [0, 1])
         res[n] = dict(threshold=float(thr), auc=auc_ci(qv == 2, pv, df.patient.values[va&g], n_boot), caught=float((pv[qv == 2] >= thr).mean()),
@@ -128,7 +131,7 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
     print(f"graded photos: {res['n']['graded_train']} training, {res['n']['graded_valid']} held-out "
           f"({res['n']['valid_patients']} patients; {res['n']['rejects_valid']} rejects, {res['n']['good_valid']} good)")
     qt, qv = df[tr&g], df[va&g]
-    yt, yv = (qt.quality == 2).astype(int).values, (qv.quality == 2).astype(int).values
+    yv = (qv.quality == 2).astype(int).values
 
     # 1. the rule-based gate
     t0 = time.perf_counter()
@@ -140,9 +143,8 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
                         reasons=rv.reason[rv.status != 'ok'].value_counts().to_dict(), seconds=round(time.perf_counter() - t0, 1))
 
     # 2. linear probe on frozen Lite0 features: reject vs rest, threshold out-of-fold on training patients
-    pr = linear_probe(0.05, scale=True).fit(x[tr&g], yt)
+    pr, thr = probe_gate(x[tr&g], qt.quality.values, qt.patient.values)
     pv = pr.predict_proba(x[va&g])[:, 1]
-    thr = refusal_threshold(qt.quality.values, _oof(x[tr&g], yt, qt.patient.values))
     res['probe'] = dict(auc=auc_ci(yv, pv, qv.patient.values, n_boot), at_threshold=gate_rates(pv, qv.quality.values, thr, qv.patient.values, n_boot))
 
     # 2b. one backbone for both: the reject probe on a DR model's fine-tuned backbone (its features, in its look), threshold out of fold
@@ -150,8 +152,8 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
         from eyenet.model import load_model
         from eyenet.preprocess import norm_of
         xs = frozen_features(df['path'].tolist(), 256, model=shared, norm=norm_of(load_model(shared)[1]), cache=out/'shared-features.npz')
-        ps = linear_probe(0.05, scale=True).fit(xs[tr&g], yt).predict_proba(xs[va&g])[:, 1]
-        thr = refusal_threshold(qt.quality.values, _oof(xs[tr&g], yt, qt.patient.values))
+        pr_s, thr = probe_gate(xs[tr&g], qt.quality.values, qt.patient.values)
+        ps = pr_s.predict_proba(xs[va&g])[:, 1]
         res['shared'] = dict(model=str(shared), auc=auc_ci(yv, ps, qv.patient.values, n_boot), at_threshold=gate_rates(ps, qv.quality.values, thr, qv.patient.values, n_boot))
 
     # 4. referable DR on photos graders call gradable vs reject (probe trained on every training photo)

@@ -198,9 +198,7 @@ def probe_rows(df, out, archs, pool='catavgmax'):
 
 def _scored(model_dir, df):
     "Validation probabilities of the model saved in `model_dir`, cached beside it."
-    from eyenet.model import load_model, prepare_image, predict_probs
-    from PIL import Image
-    import torch
+    from eyenet.model import load_model
     from eyenet.score import score_photos, prob_cols
     fn = Path(model_dir)/'valid_probs.npy'
     if fn.exists(): return np.load(fn)
@@ -307,7 +305,6 @@ def markdown(rows, epochs):
 def _idrid_crops(src, dest, norm):
     "Every IDRiD photo cropped and normalised (`process_photo`, accepted or not) as PNG in `dest`, with the gate's records; cached."
     from eyenet.core import parallel_map
-    from eyenet.data import read_labels
     lab = pd.read_csv(src/'trainLabels.csv')
     fn = dest/'records.csv'
     if not fn.exists():

@@ -605,8 +605,9 @@ def train(data:Path, # dataset folder in Kaggle layout (`train/` + labels), e.g.
     "Train `arch` on `data` for `task` with a patient split, tune the operating threshold (and fit a binary DR model's two-eye head) on the validation patients, write the model and metrics.json to `out`."
     args = dict(locals(), arch=arch or TASK_ARCH.get(task, 'eyenet'), balance=None if str(balance).lower() in ('none', '') else balance) # as run
     rc = train_recipe(args['arch'], pretrained=pretrained, regression=regression, recipe=recipe, freeze_epochs=freeze_epochs, lr_mult=lr_mult)
-    look = norm_of(preprocess_params(data))
-    norm = check_norm(norm or (look if preprocess_params(data) is not None else NORM), 'eyenet-train --norm')
+    info = preprocess_params(data)
+    look = norm_of(info)
+    norm = check_norm(norm or (look if info is not None else NORM), 'eyenet-train --norm')
     pending_norm(look, norm, data, 'the model to train') # a folder made in another look: refused before any work
     df = train_table(Path(data), labels=labels, task=task, valid_pct=valid_pct, seed=seed, drop_rejects=drop_rejects)
     learn = train_learner(df, task=task, arch=args['arch'], size=size, bs=bs, balance=args['balance'], regression=regression, aug=aug,

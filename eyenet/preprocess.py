@@ -274,8 +274,7 @@ def fundus_mask(a:np.ndarray, # `(H, W, 3)` uint8 disc crop (square, as `crop_di
     elif valid is None: # not square: the inscribed circle
         yy, xx = np.ogrid[:h, :w]
         valid = (yy + 0.5 - h/2)**2 + (xx + 0.5 - w/2)**2 <= (min(h, w)/2)**2
-    m = valid
-    return m & (a.max(-1) > black)
+    return valid & (a.max(-1) > black)
 
 # %% ../nbs/02_preprocess.ipynb #2464fbf3
 def equalize(img:Image.Image, # square disc crop
@@ -355,6 +354,7 @@ def photo_quality(img:Image.Image, # upright RGB photo
                   box:tuple|None, # its disc box (`find_disc`), or None
                   crop:Image.Image|None=None, # `crop_disc(img, box, QSIZE)` if already made
                   thumb:AttrDict|None=None, # `disc_thumb(img)` if already made
+                  eq:Image.Image|None=None, # `equalize(crop, disc_mask(QSIZE, box, img.size))` if already made
                  )->dict: # the values of `QKEYS` (NaN where there is no disc)
     "Measure the quality values of `img` with disc `box`."
     th = thumb or disc_thumb(img)
@@ -380,7 +380,7 @@ def photo_quality(img:Image.Image, # upright RGB photo
     lap = _laplacian(L)
     core = disc_mask(n, box, (w, h), rim=0.8, margin=3)[1:-1, 1:-1]  # away from the rim and the cut edges
     q['grain'] = _grain(lap, L, core)
-    E = np.asarray(equalize(crop, disc_mask(n, box, (w, h))).convert('L'), dtype=np.float32) # sharpness in one look: `NORM`'s
+    E = np.asarray((eq if eq is not None else equalize(crop, disc_mask(n, box, (w, h)))).convert('L'), dtype=np.float32) # sharpness in one look: `NORM`'s
     q['sharpness'] = float(_laplacian(E)[core].var()) if core.any() else 0.
     return q
 
@@ -455,7 +455,8 @@ def process_photo(src, # path, binary file object or bytes of a photo
         rec.update(reason='unreadable', detail=f"{rec['source']}: {type(e).__name__}: {e}"); return None, rec
     rec.update(width=W, height=H, decoded=round(scale, 3))
     crop = crop_disc(img, box, QSIZE) if box else None
-    q = photo_quality(img, box, crop, th)
+    eq = equalize(crop, disc_mask(QSIZE, box, img.size)) if box else None # measured on, and the output when it is `NORM`'s size and look
+    q = photo_quality(img, box, crop, th, eq)
     if box:
         rec.update(zip(BOX, (round(v*scale, 1) for v in box)))
         q['disc_px'] *= scale
@@ -464,6 +465,7 @@ def process_photo(src, # path, binary file object or bytes of a photo
     rec['status'], rec['reason'] = gate(q)
     rec['gradability'] = round(q['gradability'], 4)
     if box is None: return None, rec
+    if size == QSIZE and norm == 'equalize': return eq, rec
     out = crop if size == QSIZE else crop_disc(img, box, size)
     return normalise(out, norm, disc_mask(size, box, img.size)), rec
 
