@@ -60,11 +60,12 @@ def patient_pairs(fns):
 def patient_latency(tmp, fns, reps, size):
     "A patient's two raw photos on disk -> the screening decision (`screen`), one core, with and without the learned quality gate."
     from eyenet.screen import screen
+    from eyenet.preprocess import QUALITY_NORM
     pairs = patient_pairs(fns)
     torch.manual_seed(0)
     dr = save_model(create_model(arch='effnet-lite0', n_out=2, size=size), tmp/'lite0-dr', arch='effnet-lite0', task='referable', size=size, threshold=0.5)
     q = save_model(create_model(arch='effnet-lite0', n_out=3, size=size), tmp/'lite0-q', arch='effnet-lite0', task='quality',
-                   classes=['good', 'usable', 'reject'], size=size, threshold=0.5)
+                   classes=['good', 'usable', 'reject'], size=size, threshold=0.5, norm=QUALITY_NORM) # as `eyenet-train --task quality` makes it
     pred, qp = Predictor(model=dr, threads=1), Predictor(model=q, threads=1)
     print(f"\none core: a patient's two raw photos on disk -> the screening decision (`screen`), pretrained EfficientNet-Lite0 "
           f"(untrained heads), {reps} x {len(pairs)} patients")

@@ -1,7 +1,8 @@
 """Imageability on real photos: EyeNet's learned quality model against the rule-based gate and a linear probe, on held-out patients.
 
-    python bench/quality.py [--epochs 4] [--size 256] [--arch effnet-lite0] [--amp auto] [--recipe fine-tune] [--out results/quality] [--skip_train]
-                             [--model DIR] [--norms equalize,none,graham,clahe] [--shared DR_MODEL]
+    python bench/quality.py [--epochs 4] [--size 256] [--arch effnet-lite0] [--amp auto] [--recipe fine-tune] [--out results/quality] [--skip-train]
+                             [--model DIR] [--norms equalize,red-free,none,graham,clahe] [--shared DR_MODEL]
+                             [--norm LOOK] [--refused-of good|gradable] [--max-refused 0.05]
 
 Data: `shared_data('eyepacs-256')` (4,502 EyePACS photos, 256 px, cropped and contrast-equalised), the EyeQ human
 quality grades `shared_data('eyeq-quality.csv')` (0 good, 1 usable, 2 reject; 1,642 of the 256 px photos are graded)
@@ -19,7 +20,12 @@ In one run, side by side:
    (`eyenet.results.auc_by_quality`, as `05_results` shows it);
 5. the gate's verdicts on the raw camera photos against their EyeQ grades;
 6. another clinic's camera, `shared_data('idrid')` (455 photos, every one graded by experts): the share each gate refuses;
-7. with `--norms`: the probe gate with every photo in each photometric look, on IDRiD and the raw photos (features shared with `bench/realdata.py --external`).
+7. with `--norms`: the probe gate with every photo in each photometric look, on IDRiD and the raw photos (features shared with `bench/realdata.py --external`);
+8. where disease and a bad photo go together: the share of photos graders rejected at each DR grade, and each gate's refusals by
+   DR grade (held-out good or usable photos, and IDRiD).
+
+Every threshold refuses at most `--max-refused` of the `--refused-of` photos of the training patients ('good', or 'gradable':
+good or usable), the learned model's on its validation patients as `eyenet-train` tunes it (defaults: `eyenet-train`'s).
 
 Writes `OUT/quality.json` and prints a table. Exits with one line when the real data is absent.
 """
@@ -36,19 +42,19 @@ def _oof(x, y, groups, C=0.05, k=5):
     for tr, te in GroupKFold(k).split(x, y, groups): s[te] = linear_probe(C, scale=True).fit(x[tr], y[tr]).predict_proba(x[te])[:, 1]
     return s
 
-def probe_gate(x, quality, groups, C=0.05):
+def probe_gate(x, quality, groups, C=0.05, max_refused=0.1, of='good'):
     "The reject-vs-rest probe fitted on the features `x` of graded photos, and its threshold chosen out of fold over patient `groups` (`refusal_threshold`)."
     from eyenet.probe import linear_probe
     from eyenet.metrics import refusal_threshold
     y = (np.asarray(quality) == 2).astype(int)
-    return linear_probe(C, scale=True).fit(x, y), refusal_threshold(quality, _oof(x, y, groups, C))
+    return linear_probe(C, scale=True).fit(x, y), refusal_threshold(quality, _oof(x, y, groups, C), max_refused, of)
 
 def gate_rates(p_reject, quality, thr, groups, n_boot=1000):
     "Rejects caught and good photos refused when a bare reject score (rules, probe) refuses at `thr`: `quality_cis` of it."
     from eyenet.results import quality_cis
     p = np.asarray(p_reject, float)
     ci = quality_cis(quality, np.c_[1 - p, np.zeros_like(p), p], groups, thr, n_boot)
-    return dict(threshold=thr, **{k: (ci[k]['value'], ci[k]['lo'], ci[k]['hi']) for k in ('caught', 'good_refused')})
+    return dict(threshold=thr, **{k: (ci[k]['value'], ci[k]['lo'], ci[k]['hi']) for k in ('caught', 'good_refused', 'gradable_refused')})
 
 def auc_ci(y, p, groups, n_boot=1000):
     from eyenet.metrics import bootstrap_ci, roc_auc
@@ -65,7 +71,11 @@ def _rule_scores(paths):
         rows.append((r['status'], r['reason'], r['gradability']))
     return pd.DataFrame(rows, columns=['status', 'reason', 'gradability'])
 
-def probe_by_norm(norms, fdir, eyeq, raw, n_boot=1000):
+def by_grade(refused, level):
+    "Share refused at each DR grade 0-4 (the grade as a string key, for JSON)."
+    return {str(k): float(v) for k, v in pd.Series(np.asarray(refused, bool)).groupby(np.asarray(level)).mean().items()}
+
+def probe_by_norm(norms, fdir, eyeq, raw, n_boot=1000, max_refused=0.1, of='good'):
     "The reject-vs-rest probe on frozen Lite0 features with every photo in each look: dev held-out rates, and the share of IDRiD and raw photos refused."
     import sys; sys.path.insert(0, str(Path(__file__).parent))
     from realdata import split_table, features, _idrid_crops
@@ -86,11 +96,14 @@ def probe_by_norm(norms, fdir, eyeq, raw, n_boot=1000):
         for f in fns:
             if not (rd/f'{f.stem}.png').exists(): process_photo(f, norm=n)[0].save(rd/f'{f.stem}.png')
         xr, _ = features(pd.DataFrame(dict(path=[str(rd/f'{f.stem}.png') for f in fns])), fdir/f'features-raw-256-{n}.npz')
-        pr, thr = probe_gate(x[tr&g], df.quality.values[tr&g], df.patient.values[tr&g])
+        pr, thr = probe_gate(x[tr&g], df.quality.values[tr&g], df.patient.values[tr&g], max_refused=max_refused, of=of)
         pv, qv = pr.predict_proba(x[va&g])[:, 1], df.quality.values[va&g]
         gu = np.isin(rq, [0, 1])
+        ie = pr.predict_proba(xe)[:, 1] >= thr
         res[n] = dict(threshold=float(thr), auc=auc_ci(qv == 2, pv, df.patient.values[va&g], n_boot), caught=float((pv[qv == 2] >= thr).mean()),
-                      good_refused=float((pv[qv == 0] >= thr).mean()), idrid_refused=float((pr.predict_proba(xe)[:, 1] >= thr).mean()),
+                      good_refused=float((pv[qv == 0] >= thr).mean()), gradable_refused=float((pv[qv < 2] >= thr).mean()),
+                      idrid_refused=float(ie.mean()), idrid_by_grade=by_grade(ie, ext.level.values),
+                      idrid_nonreferable_refused=float(ie[ext.level.values < 2].mean()),
                       raw_graded=int(gu.sum()), raw_refused=int((pr.predict_proba(xr)[:, 1][gu] >= thr).sum()))
     return res
 
@@ -108,12 +121,18 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
          shared:str=None, # a DR model folder (EfficientNet-Lite): also the reject probe on its fine-tuned backbone, one backbone for both heads
          norms:str='', # also the probe gate with every photo in each of these looks (e.g. 'equalize,none,graham,clahe'), on IDRiD and the raw photos
          features_dir:str='results/realdata', # where `bench/realdata.py --external` caches the features of those looks (shared, computed when absent)
+         norm:str=None, # the look the learned model trains in (default: `eyenet-train`'s for the quality task)
+         refused_of:str=None, # the refusal budget counts 'good' or 'gradable' (good or usable) photos: the learned model's and the probes' (default: `eyenet-train`'s)
+         max_refused:float=None, # the share of them the thresholds may refuse (default: `eyenet-train`'s)
         ):
     "Imageability on real photos: learned quality model vs rule-based gate vs linear probe, on held-out patients."
     from eyenet.core import shared_data
     from eyenet.data import read_labels, find_labels, patient_split
     from eyenet.metrics import refusal_threshold
     from eyenet.probe import linear_probe
+    import inspect
+    from eyenet.learner import train
+    budget = {k: v if v is not None else inspect.signature(train).parameters[k].default for k, v in dict(max_refused=max_refused, refused_of=refused_of).items()}
     data, eyeq, raw = shared_data('eyepacs-256'), shared_data('eyeq-quality.csv'), shared_data('eyepacs-raw')
     if data is None or eyeq is None:
         print("bench/quality.py: the real photos or EyeQ grades (../shared/data) are absent; nothing to do"); return
@@ -136,14 +155,15 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
     # 1. the rule-based gate
     t0 = time.perf_counter()
     rt, rv = _rule_scores(qt.path.tolist()), _rule_scores(qv.path.tolist())
-    thr = refusal_threshold(qt.quality.values, 1 - rt.gradability.values)
+    thr = refusal_threshold(qt.quality.values, 1 - rt.gradability.values, budget['max_refused'], budget['refused_of'])
     res['rules'] = dict(auc=auc_ci(yv, 1 - rv.gradability.values, qv.patient.values, n_boot),
                         verdict_caught=float((rv.status[yv == 1] != 'ok').mean()), verdict_good_refused=float((rv.status[qv.quality.values == 0] != 'ok').mean()),
                         at_threshold=gate_rates(1 - rv.gradability.values, qv.quality.values, thr, qv.patient.values, n_boot),
                         reasons=rv.reason[rv.status != 'ok'].value_counts().to_dict(), seconds=round(time.perf_counter() - t0, 1))
 
     # 2. linear probe on frozen Lite0 features: reject vs rest, threshold out-of-fold on training patients
-    pr, thr = probe_gate(x[tr&g], qt.quality.values, qt.patient.values)
+    res['budget'] = budget
+    pr, thr = probe_gate(x[tr&g], qt.quality.values, qt.patient.values, max_refused=budget['max_refused'], of=budget['refused_of'])
     pv = pr.predict_proba(x[va&g])[:, 1]
     res['probe'] = dict(auc=auc_ci(yv, pv, qv.patient.values, n_boot), at_threshold=gate_rates(pv, qv.quality.values, thr, qv.patient.values, n_boot))
 
@@ -152,7 +172,7 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
         from eyenet.model import load_model
         from eyenet.preprocess import norm_of
         xs = frozen_features(df['path'].tolist(), 256, model=shared, norm=norm_of(load_model(shared)[1]), cache=out/'shared-features.npz')
-        pr_s, thr = probe_gate(xs[tr&g], qt.quality.values, qt.patient.values)
+        pr_s, thr = probe_gate(xs[tr&g], qt.quality.values, qt.patient.values, max_refused=budget['max_refused'], of=budget['refused_of'])
         ps = pr_s.predict_proba(xs[va&g])[:, 1]
         res['shared'] = dict(model=str(shared), auc=auc_ci(yv, ps, qv.patient.values, n_boot), at_threshold=gate_rates(ps, qv.quality.values, thr, qv.patient.values, n_boot))
 
@@ -163,19 +183,25 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
     dv = df[va].assign(**{'p_non-referable': 1 - pd_v, 'p_referable': pd_v})
     res['dr_by_quality'] = auc_by_quality(dv, dict(task='referable', classes=['non-referable', 'referable']), n_boot)
     res['dr_probe_all'] = auc_ci(dv.referable.values, pd_v, dv.patient.values, n_boot) # every held-out photo: the floor a DR model must beat
+    # graders' rejects by DR grade: where disease and a bad photo go together in the labels a gate learns from
+    gr = df[g]
+    res['reject_share_by_grade'] = {str(k): dict(n=int(len(v)), reject=float((v.quality == 2).mean())) for k, v in gr.groupby('level')}
 
     # 3. the learned quality model
     if not skip_train or model:
-        from eyenet.learner import train
         from eyenet.results import evaluate
         if model is None:
             t0 = time.perf_counter()
-            _, met = train(data, labels=eyeq, task='quality', arch=arch, size=size, epochs=epochs, bs=bs, amp=amp, recipe=recipe,
-                           out=out/'model', note='real EyePACS 256 px, EyeQ grades')
+            _, met = train(data, labels=eyeq, task='quality', arch=arch, size=size, epochs=epochs, bs=bs, amp=amp, recipe=recipe, norm=norm,
+                           out=out/'model', note='real EyePACS 256 px, EyeQ grades', **budget)
             model = out/'model'
             res['learned_train'] = dict(minutes=round((time.perf_counter() - t0)/60, 1), valid=met.get('valid'))
-        ev = evaluate(model, data, labels=eyeq, out=out/'eval', preprocessed=True, n_boot=n_boot, progress=False) # the 256 px photos are crops already
+        ev = evaluate(model, data, labels=eyeq, out=out/'eval', preprocessed='none', n_boot=n_boot, progress=False) # crops made elsewhere: put in the model's look on load
         res['learned'] = ev.get('quality', ev)
+        ep = pd.read_csv(out/'eval'/'predictions.csv').merge(df[['image', 'level']], on='image', suffixes=('_', ''))
+        ep = ep[ep.quality.isin([0, 1]) & ep.p_reject.notna()]
+        from eyenet.model import load_model
+        res['learned_gradable_refused_by_grade'] = by_grade(ep.p_reject >= load_model(model)[1]['threshold'], ep.level.values)
         res['learned_model'] = str(model)
 
     # 5. the raw camera photos
@@ -201,7 +227,9 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
             thr = load_model(model)[1]['threshold']
             pq = predict(model, fns, progress=False).set_index('photo').reindex([str(f) for f in fns])
             learned = (pq.p_reject >= thr).values
+            lv = pd.read_csv(idrid/'trainLabels.csv').set_index('image').level.reindex([f.stem for f in fns]).values
             res['idrid'].update(learned_threshold=thr, learned_refused=float(learned.mean()), learned_p_reject_median=float(pq.p_reject.median()),
+                                learned_by_grade=by_grade(learned, lv), learned_nonreferable_refused=float(learned[lv < 2].mean()),
                                 either_refused=float((learned | (rs.status != 'ok').values).mean()))
         if 'raw' in res and model is not None:
             g = [r for r in res['raw'] if r['quality'] in (0, 1)]
@@ -210,16 +238,23 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
 
     # 7. the probe gate in each photometric look: which look lets a gate learned on EyePACS hold on other cameras
     if norms and idrid is not None:
-        res['probe_by_norm'] = probe_by_norm(norms.split(','), Path(features_dir), eyeq, raw, n_boot)
+        res['probe_by_norm'] = probe_by_norm(norms.split(','), Path(features_dir), eyeq, raw, n_boot, budget['max_refused'], budget['refused_of'])
 
     (out/'quality.json').write_text(json.dumps(res, indent=2, default=float))
-    print(f"\nreject vs rest on held-out patients (ROC AUC [95% CI]; caught / good refused at the threshold chosen on training patients)")
+    _g = lambda v: ' '.join(f"{k}:{x:.0%}" for k, x in v.items()) # shares by DR grade
+    print("\nEyeQ grades by DR grade (all graded photos): share graded reject " + ', '.join(f"grade {k} {v['reject']:.0%} of {v['n']}" for k, v in res['reject_share_by_grade'].items()))
+    print(f"\nreject vs rest on held-out patients (ROC AUC [95% CI]; caught / good refused / good or usable refused at the threshold chosen on training patients, "
+          f"budget: at most {budget['max_refused']:.0%} of {budget['refused_of']} photos)")
     for k in ('rules', 'probe', 'shared'):
         if k not in res: continue
         a = res[k]['at_threshold']
-        print(f"  {k:8s} AUC {_fmt(res[k]['auc'])}; threshold {a['threshold']:.3f}: caught {_fmt(a['caught'])}, good refused {_fmt(a['good_refused'])}")
+        print(f"  {k:8s} AUC {_fmt(res[k]['auc'])}; threshold {a['threshold']:.3f}: caught {_fmt(a['caught'])}, good refused {_fmt(a['good_refused'])}, gradable refused {_fmt(a['gradable_refused'])}")
     print(f"  rules' own verdicts today: caught {res['rules']['verdict_caught']:.3f}, good refused {res['rules']['verdict_good_refused']:.3f}")
-    if 'learned' in res: print(f"  learned: {json.dumps(res['learned'], default=float)[:600]}")
+    if 'learned' in res:
+        L = res['learned']; a = L['at_model_threshold']; v = lambda d: f"{d['value']:.3f} [{d['lo']:.3f}, {d['hi']:.3f}]"
+        print(f"  learned  AUC {v(L['reject_auc'])}; threshold {L['threshold']:.3f} ({L['threshold_source']}): caught {v(a['caught'])}, good refused {v(a['good_refused'])}, "
+              f"gradable refused {v(a['gradable_refused'])}" + (f"; tuned on this set: caught {v(L['tuned_on_this_set']['caught'])}" if 'tuned_on_this_set' in L else ''))
+        print(f"  learned, good or usable photos refused by DR grade: {_g(res['learned_gradable_refused_by_grade'])}")
     print(f"\nreferable DR AUC, linear probe on frozen features, all {len(dv)} held-out photos: {_fmt(res['dr_probe_all'])}")
     print("\nreferable DR AUC (linear probe on frozen features), held-out patients, by human quality grade:")
     for k in ('good or usable', 'reject', 'good', 'usable'):
@@ -233,9 +268,10 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
         i = res['idrid']
         print(f"\nIDRiD, another clinic's camera, {i['n']} photos all graded by experts: rules refuse {i['rules_refused']:.1%} {i['rules_reasons']}"
               + (f"; learned model refuses {i['learned_refused']:.1%} at its threshold {i['learned_threshold']:.3f} (median p_reject {i['learned_p_reject_median']:.3f}); either gate: {i['either_refused']:.1%}" if 'learned_refused' in i else ''))
+        if 'learned_by_grade' in i: print(f"  learned model by DR grade: {_g(i['learned_by_grade'])}; non-referable photos (grades 0-1) refused {i['learned_nonreferable_refused']:.1%}")
     if 'raw_graded_good_usable' in res:
         r = res['raw_graded_good_usable']; print(f"raw camera photos graded good or usable: {r['n']}; refused by the rules {r['rules_refused']}, by the learned model {r['learned_refused']}")
     for n, r in res.get('probe_by_norm', {}).items():
-        print(f"probe gate, norm {n:9s}: dev AUC {_fmt(r['auc'])}, caught {r['caught']:.3f}, good refused {r['good_refused']:.3f} (threshold {r['threshold']:.3f}) | "
-              f"IDRiD refused {r['idrid_refused']:.1%} | raw good/usable refused {r['raw_refused']} of {r['raw_graded']}")
+        print(f"probe gate, norm {n:9s}: dev AUC {_fmt(r['auc'])}, caught {r['caught']:.3f}, good refused {r['good_refused']:.3f}, gradable refused {r['gradable_refused']:.3f} (threshold {r['threshold']:.3f}) | "
+              f"IDRiD refused {r['idrid_refused']:.1%} (by grade {_g(r['idrid_by_grade'])}; grades 0-1 {r['idrid_nonreferable_refused']:.1%}) | raw good/usable refused {r['raw_refused']} of {r['raw_graded']}")
     print(f"\nwrote {out/'quality.json'}")

@@ -8,7 +8,7 @@ Docs: https://eyenet-dr.github.io/eyenet/core.html.md"""
 from __future__ import annotations
 import ast, contextlib, importlib.metadata, importlib.util, os, signal, sys, threading, time, warnings
 import multiprocessing as mp
-from concurrent.futures import ProcessPoolExecutor, FIRST_COMPLETED, wait
+from concurrent.futures import ProcessPoolExecutor, Future, FIRST_COMPLETED, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 import pandas as pd
@@ -106,7 +106,10 @@ def _submit(ex, fn, todo, pending:dict, size:int)->bool:
     while len(pending) < size:
         try: i,x = next(todo)
         except StopIteration: return False
-        pending[ex.submit(fn, x)] = (i, x)
+        try: fut = ex.submit(fn, x)
+        except BrokenProcessPool: # a worker died since the last wait: the item waits for the retry like those in flight
+            fut = Future(); fut.set_exception(BrokenProcessPool('the pool broke before this item was submitted'))
+        pending[fut] = (i, x)
     return True
 
 # %% ../nbs/00_core.ipynb #9a107ff9

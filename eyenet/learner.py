@@ -28,7 +28,7 @@ from fastai.vision.all import (DataLoaders, DataBlock, ImageBlock, CategoryBlock
     ProgressCallback, rank_distrib, num_distrib, AMPMode, set_seed, minimum, noop)
 from fastai.metrics import ActivationType
 from fastai.distributed import DistributedDL, DistributedTrainer
-from .preprocess import preprocess_params, NORM, check_norm, normalise, norm_of, pending_norm
+from .preprocess import preprocess_params, NORM, QUALITY_NORM, DERIVES, check_norm, normalise, norm_of, pending_norm
 from PIL import Image
 from .data import TASKS, task_table, task_rows, patient_split, read_quality
 from .core import atomic_write, cli_errors, interactive
@@ -273,10 +273,11 @@ def operating_threshold(task:str, # a name in `TASKS`
                         y, # true classes of the validation photos
                         probs, # (N, n_classes) probabilities
                         target_sens:float=0.9, # binary tasks: sensitivity to reach
-                        max_good_refused:float=0.1, # quality: largest share of good photos refused
+                        max_refused:float=0.05, # quality: largest share of the photos `refused_of` names that the threshold refuses
+                        refused_of:str='gradable', # quality: which photos that budget counts, 'good' or 'gradable' (good or usable)
                        )->AttrDict: # `threshold`, `threshold_source` ('validation' or 'default'), `target`
     "The threshold `train` saves for `task`, tuned on `(y, probs)`; 0.5 ('default') when they cannot tell (no positive, or no good photo)."
-    if task == 'quality': target,tune = dict(good_refused=max_good_refused), lambda: refusal_threshold(y, probs[:, 2], max_good_refused)
+    if task == 'quality': target,tune = {f'{refused_of}_refused': max_refused}, lambda: refusal_threshold(y, probs[:, 2], max_refused, refused_of)
     else: target,tune = dict(sensitivity=target_sens), lambda: threshold_for_sensitivity(y, probs[:, 1], target_sens).threshold
     try: return AttrDict(threshold=float(tune()), threshold_source='validation', target=target)
     except ValueError as e:
@@ -295,7 +296,8 @@ def valid_preds(learn, # trained learner from `eyenet_learner`
 def valid_report(learn, # trained learner from `eyenet_learner`
                  threshold:float|None=None, # decision threshold; None: tuned on these photos (`operating_threshold`)
                  target_sens:float=0.9, # binary tasks: sensitivity the tuned threshold reaches
-                 max_good_refused:float=0.1, # quality: largest share of good photos the tuned threshold refuses
+                 max_refused:float=0.05, # quality: largest share of the photos `refused_of` names that the tuned threshold refuses
+                 refused_of:str='gradable', # quality: 'good' or 'gradable' (good or usable) photos (`refusal_threshold`)
                  cuts=None, # grade regression cut points (default: tuned on the training photos)
                  preds:tuple|None=None, # `valid_preds(learn)` when already computed; None: scores the validation photos
                 )->dict: # metrics on the validation photos, with `threshold`, `threshold_source`, `target`
@@ -307,7 +309,7 @@ def valid_report(learn, # trained learner from `eyenet_learner`
         g,yv = score_to_grade(probs.ravel(), cuts), y.round().astype(int).ravel()
         return dict(qwk=qwk(yv, g, 5), accuracy=float((g == yv).mean()), grade_cuts=[float(t) for t in cuts], n=len(yv))
     if cfg['task'] == 'grade': return grade_metrics(y, probs) # accuracy, QWK, mean absolute error of the likeliest grade
-    op = (operating_threshold(cfg['task'], y, probs, target_sens, max_good_refused) if threshold is None
+    op = (operating_threshold(cfg['task'], y, probs, target_sens, max_refused, refused_of) if threshold is None
           else AttrDict(threshold=float(threshold), threshold_source='given', target=None))
     m = quality_metrics(y, probs, op.threshold) if cfg['task'] == 'quality' else binary_metrics(y, probs[:, 1], op.threshold)
     return {**m, **op}
@@ -433,7 +435,8 @@ def train_fit(learn:Learner, # from `train_learner`
         else: lr,src = 2e-3, 'default'
     fe = freeze_epochs if learn.eyenet_cfg['pretrained'] else 0
     t0 = time.perf_counter()
-    if not learn.eyenet_cfg['pretrained']: learn.fit_one_cycle(epochs, lr)
+    if epochs + fe == 0: pass # nothing to fit: LP-FT with 0 epochs is its linear probe alone
+    elif not learn.eyenet_cfg['pretrained']: learn.fit_one_cycle(epochs, lr)
     elif fe > 0: learn.fine_tune(epochs, lr, freeze_epochs=fe, lr_mult=lr_mult)
     else: learn.unfreeze(); learn.fit_one_cycle(epochs, slice(lr/lr_mult, lr)) # no frozen epoch: the whole network from the start
     return AttrDict(lr=lr, lr_source=src, epochs=epochs, freeze_epochs=fe, lr_mult=lr_mult, seconds=time.perf_counter() - t0)
@@ -476,6 +479,7 @@ class EpochLines(Callback):
 
 # %% ../nbs/04c_learner.ipynb #6b2d0f0a
 def _history(learn):
+    if not getattr(learn.recorder, 'values', None): return [] # never fitted (LP-FT with 0 epochs)
     names = [n for n in learn.recorder.metric_names if n not in ('epoch', 'time')]
     return [dict(epoch=i, **{n: (float(v) if v is not None else None) for n, v in zip(names, vals)}) for i, vals in enumerate(learn.recorder.values)]
 
@@ -550,7 +554,8 @@ def train_run(learn:Learner, # from `train_learner`
               lr:float|None=None, # peak learning rate (see `train_fit`)
               find_lr:bool=False, # choose `lr` with `lr_find`
               target_sens:float=0.9, # binary tasks: sensitivity the threshold is tuned for
-              max_good_refused:float=0.1, # quality: largest share of good photos refused
+              max_refused:float=0.05, # quality: largest share of the photos `refused_of` names that the threshold refuses
+              refused_of:str='gradable', # quality: 'good' or 'gradable' (good or usable) photos
               progress:bool=True, # progress bars and messages
              )->AttrDict: # `fit` (from `train_fit`, its `seconds` with the probe), `hist` (per epoch), `rep` (`valid_report`), `patients` (`valid_patients`), `world`
     "Run a recipe on one process or several: the probe head (LP-FT), the fit, then the validation report, per photo and (binary DR) per patient."
@@ -565,7 +570,7 @@ def train_run(learn:Learner, # from `train_learner`
         fit.seconds = time.perf_counter() - t0 # the probe's feature pass is part of training
         hist = _history(learn) # before `get_preds`, which edits the recorder's last row
         vp = valid_preds(learn) # scored once, for the photos' report and the patients'
-        rep = valid_report(learn, target_sens=target_sens, max_good_refused=max_good_refused, preds=vp)
+        rep = valid_report(learn, target_sens=target_sens, max_refused=max_refused, refused_of=refused_of, preds=vp)
     return AttrDict(fit=fit, hist=hist, rep=rep, patients=valid_patients(learn, vp[0], target_sens), world=world)
 
 # %% ../nbs/04c_learner.ipynb #4f146b84
@@ -574,7 +579,7 @@ def train(data:Path, # dataset folder in Kaggle layout (`train/` + labels), e.g.
           task:str='dr', # 'dr', 'referable', 'grade' or 'quality'
           arch:str|None=None, # a name in `ARCHS`; default: the task's (`TASK_ARCH`: effnet-lite0 for quality, else eyenet)
           size:int=256, # network input side in pixels
-          epochs:int=5, # training epochs (after the recipe's frozen epochs for pretrained backbones)
+          epochs:int=5, # training epochs (after the recipe's frozen epochs for pretrained backbones); 0 with `--recipe lp-ft`: the linear probe alone
           bs:int=32, # batch size (per process)
           lr:float|None=None, # peak learning rate; default 2e-3, or `lr_find`'s `minimum` with `find_lr`
           out:Path='models/eyenet', # folder for model.safetensors, config.json, metrics.json
@@ -589,7 +594,7 @@ def train(data:Path, # dataset folder in Kaggle layout (`train/` + labels), e.g.
           seed:int=42, # seed of the split and the training
           num_workers:int=0, # data-loader processes
           store:bool=False, # read photos from the array store in `data` (`eyenet-preprocess --store`)
-          norm:str|None=None, # the look to train in (`NORMS`); default: the one `data` was preprocessed in, else `NORM` (applied as photos load)
+          norm:str|None=None, # the look to train in (`NORMS`); default: the one `data` was preprocessed in, else `NORM`; quality: `QUALITY_NORM` where it can be made (applied as photos load)
           tensorboard:bool=False, # log to `out/runs` for TensorBoard
           recipe:str|None=None, # pretrained backbones: 'lp-ft' or 'fine-tune' (`RECIPES`); default: lp-ft for EfficientNet-Lite, else fine-tune
           freeze_epochs:int|None=None, # epochs with a frozen pretrained body first (default: the recipe's)
@@ -597,7 +602,8 @@ def train(data:Path, # dataset folder in Kaggle layout (`train/` + labels), e.g.
           find_lr:bool=False, # choose the learning rate with `lr_find` (one process only)
           amp:str='auto', # mixed precision: 'auto' (on a GPU, or a CPU with native bfloat16), 'true' or 'false'
           target_sens:float=0.9, # binary tasks: sensitivity the saved threshold is tuned for
-          max_good_refused:float=0.1, # quality: largest share of good photos the saved threshold refuses
+          max_refused:float=0.05, # quality: largest share of the photos `refused_of` names that the saved threshold refuses
+          refused_of:str='gradable', # quality: which photos that budget counts, 'good' or 'gradable' (good or usable)
           note:str='', # what the data is (e.g. 'synthetic'); stored in metrics.json
           quality_model:str|Path|None=None, # a quality model folder to name in config.json: `eyenet-predict` and `eyenet-evaluate` then gate with it
           progress:bool=True, # show progress and messages
@@ -607,14 +613,16 @@ def train(data:Path, # dataset folder in Kaggle layout (`train/` + labels), e.g.
     rc = train_recipe(args['arch'], pretrained=pretrained, regression=regression, recipe=recipe, freeze_epochs=freeze_epochs, lr_mult=lr_mult)
     info = preprocess_params(data)
     look = norm_of(info)
-    norm = check_norm(norm or (look if info is not None else NORM), 'eyenet-train --norm')
+    auto = look if info is not None else NORM
+    if task == 'quality' and look in ('none', QUALITY_NORM, *DERIVES.get(QUALITY_NORM, ())): auto = QUALITY_NORM # gates: the look measured to hold across cameras
+    norm = check_norm(norm or auto, 'eyenet-train --norm')
     pending_norm(look, norm, data, 'the model to train') # a folder made in another look: refused before any work
     df = train_table(Path(data), labels=labels, task=task, valid_pct=valid_pct, seed=seed, drop_rejects=drop_rejects)
     learn = train_learner(df, task=task, arch=args['arch'], size=size, bs=bs, balance=args['balance'], regression=regression, aug=aug,
                           num_workers=num_workers, seed=seed, store=Path(data) if store else None, pretrained=pretrained, fallback=fallback,
                           tensorboard=tensorboard, amp=amp, out=Path(out), tfms=tfms, arch_kwargs=LINEAR_HEAD if rc.probe_init else None,
                           norm=norm, look=look)
-    run = train_run(learn, df, rc, epochs=epochs, lr=lr, find_lr=find_lr, target_sens=target_sens, max_good_refused=max_good_refused, progress=progress)
+    run = train_run(learn, df, rc, epochs=epochs, lr=lr, find_lr=find_lr, target_sens=target_sens, max_refused=max_refused, refused_of=refused_of, progress=progress)
     met = _record(args, learn, df, rc, run)
     if rank_distrib() == 0:
         train_save(learn, Path(out), met)

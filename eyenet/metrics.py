@@ -13,9 +13,9 @@ from sklearn.metrics import cohen_kappa_score
 from fastcore.basics import AttrDict
 
 # %% auto #0
-__all__ = ['IDX_DR', 'confusion_counts', 'roc_auc', 'pr_auc', 'binary_metrics', 'qwk', 'grade_metrics', 'referable_prob',
-           'bootstrap_idx', 'bootstrap_ci', 'simulate_screening', 'threshold_for_sensitivity', 'spec_at_sens',
-           'refusal_threshold', 'refusal_rates', 'calibration_table', 'ece']
+__all__ = ['IDX_DR', 'REFUSED_OF', 'confusion_counts', 'roc_auc', 'pr_auc', 'binary_metrics', 'qwk', 'grade_metrics',
+           'referable_prob', 'bootstrap_idx', 'bootstrap_ci', 'simulate_screening', 'threshold_for_sensitivity',
+           'spec_at_sens', 'refusal_threshold', 'refusal_rates', 'refusal_budget', 'calibration_table', 'ece']
 
 # %% ../nbs/00c_metrics.ipynb #407d8bd7
 def confusion_counts(y, # true labels, 0/1
@@ -172,24 +172,36 @@ def spec_at_sens(y, # true labels, 0/1
     return threshold_for_sensitivity(y, p, target).specificity
 
 # %% ../nbs/00c_metrics.ipynb #da200436
+REFUSED_OF = dict(good=(0,), gradable=(0, 1)) # the grades a refusal budget counts: good photos, or good and usable ones
+
 def refusal_threshold(quality, # human grade of each photo: 0 good, 1 usable, 2 reject
                       p_reject, # probability that each photo is ungradable (class 'reject')
-                      max_good_refused:float=0.1, # largest share of the good photos the gate may refuse
+                      max_refused:float=0.1, # largest share of the photos `of` names that the gate may refuse
+                      of:str='good', # which photos the budget counts: 'good', or 'gradable' (good or usable)
                      )->float: # refuse a photo when `p_reject >= threshold`
-    "Lowest threshold on `p_reject` that refuses at most `max_good_refused` of the good photos."
-    good = np.sort(np.asarray(p_reject, dtype=float)[np.asarray(quality) == 0])
-    if not len(good): raise ValueError("refusal_threshold: no good photo, the share refused is undefined")
-    k = int(np.floor(max_good_refused*len(good) + 1e-9)) # good photos we may refuse
+    "Lowest threshold on `p_reject` that refuses at most `max_refused` of the good (or gradable) photos."
+    if of not in REFUSED_OF: raise ValueError(f"refusal_threshold: of must be one of {', '.join(REFUSED_OF)}, not {of!r}")
+    good = np.sort(np.asarray(p_reject, dtype=float)[np.isin(np.asarray(quality), REFUSED_OF[of])])
+    if not len(good): raise ValueError(f"refusal_threshold: no {of} photo, the share refused is undefined")
+    k = int(np.floor(max_refused*len(good) + 1e-9)) # such photos we may refuse
     return float(np.nextafter(good[len(good)-k-1], np.inf)) if k < len(good) else float(good.min())
 
 def refusal_rates(quality, # human grade of each photo: 0 good, 1 usable, 2 reject
                   p_reject, # probability that each photo is ungradable
                   threshold:float, # refuse when `p_reject >= threshold`
-                 )->dict: # `caught` (share of rejects refused), `good_refused` (share of good photos refused); nan when absent
-    "What a quality gate does at `threshold`: the rejects it catches and the good photos it refuses."
+                 )->dict: # `caught` (rejects refused), `good_refused`, `gradable_refused` (good or usable refused); nan when absent
+    "What a quality gate does at `threshold`: the rejects it catches and the good (and gradable) photos it refuses."
     p,q = np.asarray(p_reject, dtype=float), np.asarray(quality)
     share = lambda m: float((p[m] >= threshold).mean()) if m.any() else float('nan')
-    return dict(caught=share(q == 2), good_refused=share(q == 0))
+    return dict(caught=share(q == 2), good_refused=share(q == 0), gradable_refused=share(np.isin(q, REFUSED_OF['gradable'])))
+
+# %% ../nbs/00c_metrics.ipynb #c05c478d
+def refusal_budget(target:dict|None, # a quality model's `target` (its config): `{'good_refused': 0.1}` or `{'gradable_refused': 0.05}`
+                  )->tuple: # `(max_refused, of)` for `refusal_threshold`; (0.1, 'good') when none is recorded
+    "The refusal budget a quality model's threshold was tuned for."
+    for of in REFUSED_OF:
+        if isinstance(target, dict) and f'{of}_refused' in target: return float(target[f'{of}_refused']), of
+    return 0.1, 'good'
 
 # %% ../nbs/00c_metrics.ipynb #37a746d8
 def calibration_table(y, # true labels, 0/1

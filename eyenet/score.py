@@ -15,7 +15,7 @@ import numpy as np, pandas as pd
 import torch, torch.nn as nn
 from fastcore.basics import AttrDict
 from .core import parallel_unordered, pbar
-from .preprocess import process_photo, load_photo, normalise, norm_of, pending_norm
+from .preprocess import process_photo, load_photo, normalise, norm_of, pending_norm, DERIVES
 from .model import load_model, prepare_image, predict_probs
 
 # %% ../nbs/04d_score.ipynb #7c400075
@@ -63,7 +63,10 @@ def _crops(fn, cfgs, preprocessed):
     out = {}
     for c in cfgs:
         k = _key(c)
-        if k not in out: out[k] = process_photo(fn, size=k[0], norm=k[1])
+        if k in out: continue
+        made = next((kk for kk in out if kk[0] == k[0] and kk[1] in DERIVES.get(k[1], ())), None)
+        if made: img,rec = out[made]; out[k] = (None if img is None else normalise(img, k[1]), rec) # one look from another's crop: cropped once
+        else: out[k] = process_photo(fn, size=k[0], norm=k[1])
     return out
 
 def prep_photo(fn, # path of a photo

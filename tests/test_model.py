@@ -69,7 +69,7 @@ def test_cli_help(script):
     "The command's flags are `train`'s parameters (delegated), with one meaning each."
     r = _cli(script, '--help')
     assert r.returncode == 0, r.stderr[-2000:]
-    for f in ('--task', '--labels', '--arch', '--num-workers', '--target-sens', '--max-good-refused', '--no-pretrained',
+    for f in ('--task', '--labels', '--arch', '--num-workers', '--target-sens', '--max-refused', '--refused-of', '--no-pretrained',
               '--quiet', '--find-lr', '--amp', '--balance', '--store', '--valid-pct'): assert f in r.stdout, f
     assert '--workers ' not in r.stdout and '--progress' not in r.stdout
 
@@ -104,7 +104,8 @@ def test_quality_cli(script, qcsv, tmp_path):
     assert r.stdout == ''  # --quiet
     met, cfg = _check_run(out, task='quality', classes=('good', 'usable', 'reject'))
     v = met['valid']
-    assert cfg['target'] == {'good_refused': 0.1} and v['good_refused'] <= 0.1
+    assert cfg['target'] == {'gradable_refused': 0.05} and v['gradable_refused'] <= 0.05 # the default budget: good or usable photos
+    assert cfg['norm'] == 'red-free'                                        # gates train in `QUALITY_NORM`
     assert v['n_reject'] > 0 and 0 <= v['caught'] <= 1 and 0 <= v['reject_auc'] <= 1
     assert np.array(v['confusion']).shape == (3, 3) and np.array(v['confusion']).sum() == met['n_valid'] == v['n']
     q, dr = train_table(src, qcsv, 'quality'), train_table(src)
