@@ -2,7 +2,7 @@
 
     python bench/quality.py [--epochs 4] [--size 256] [--arch effnet-lite0] [--amp auto] [--recipe fine-tune] [--out results/quality] [--skip-train]
                              [--model DIR] [--norms equalize,red-free,none,graham,clahe] [--shared DR_MODEL]
-                             [--norm LOOK] [--refused-of good|gradable] [--max-refused 0.05]
+                             [--norm LOOK] [--refused-of good|gradable] [--max-refused 0.05] [--no-grade-balance]
 
 Data: `shared_data('eyepacs-256')` (4,502 EyePACS photos, 256 px, cropped and contrast-equalised), the EyeQ human
 quality grades `shared_data('eyeq-quality.csv')` (0 good, 1 usable, 2 reject; 1,642 of the 256 px photos are graded)
@@ -124,6 +124,7 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
          norm:str=None, # the look the learned model trains in (default: `eyenet-train`'s for the quality task)
          refused_of:str=None, # the refusal budget counts 'good' or 'gradable' (good or usable) photos: the learned model's and the probes' (default: `eyenet-train`'s)
          max_refused:float=None, # the share of them the thresholds may refuse (default: `eyenet-train`'s)
+         no_grade_balance:store_true=False, # fit the learned model's probe head unweighted (default: `grade_weights`, as `eyenet-train`)
         ):
     "Imageability on real photos: learned quality model vs rule-based gate vs linear probe, on held-out patients."
     from eyenet.core import shared_data
@@ -193,7 +194,7 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
         if model is None:
             t0 = time.perf_counter()
             _, met = train(data, labels=eyeq, task='quality', arch=arch, size=size, epochs=epochs, bs=bs, amp=amp, recipe=recipe, norm=norm,
-                           out=out/'model', note='real EyePACS 256 px, EyeQ grades', **budget)
+                           out=out/'model', note='real EyePACS 256 px, EyeQ grades', grade_balance=not no_grade_balance, **budget)
             model = out/'model'
             res['learned_train'] = dict(minutes=round((time.perf_counter() - t0)/60, 1), valid=met.get('valid'))
         ev = evaluate(model, data, labels=eyeq, out=out/'eval', preprocessed='none', n_boot=n_boot, progress=False) # crops made elsewhere: put in the model's look on load

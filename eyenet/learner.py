@@ -8,8 +8,8 @@ Docs: https://eyenet-dr.github.io/eyenet/learner.html.md"""
 __all__ = ['QUALITY_AUG', 'AMP', 'LINEAR_HEAD', 'RECIPES', 'TASK_ARCH', 'FundusNorm', 'StoreImage', 'eyenet_dls', 'task_metrics',
            'ChannelsLastCPU', 'CPUBFloat16', 'native_bf16', 'resolve_amp', 'eyenet_learner', 'tune_grade_cuts',
            'quality_metrics', 'operating_threshold', 'valid_preds', 'valid_report', 'valid_patients', 'DistribTrainer',
-           'distrib_ctx', 'train_table', 'train_learner', 'probe_head', 'train_fit', 'train_recipe', 'EpochLines',
-           'train_save', 'train_run', 'train', 'train_cli']
+           'distrib_ctx', 'train_table', 'train_learner', 'probe_head', 'grade_weights', 'train_fit', 'train_recipe',
+           'EpochLines', 'train_save', 'train_run', 'train', 'train_cli']
 
 # %% ../nbs/04c_learner.ipynb #0e554de6
 import json, sys, time, warnings, contextlib
@@ -404,6 +404,7 @@ def probe_head(learn:Learner, # a learner on an EfficientNet-Lite with `LINEAR_H
                df:pd.DataFrame, # its label table (`path`, the task's column, `is_valid`)
                C:float=0.01, # the probe's inverse L2 strength (`linear_probe`)
                progress:bool=True, # progress bar over the feature pass
+               weights=None, # a weight per training photo (e.g. `grade_weights`); None: each counts once
               )->Learner: # `learn`, its head set to the probe
     "LP-FT: fit the linear probe on the training photos' frozen features and copy it into `learn`'s linear head."
     cfg,t = learn.eyenet_cfg, df[~df['is_valid'].astype(bool)]
@@ -412,13 +413,24 @@ def probe_head(learn:Learner, # a learner on an EfficientNet-Lite with `LINEAR_H
     if not isinstance(lin, nn.Linear) or lin.in_features != 1280: raise ValueError("probe_head needs the network built with arch_kwargs=LINEAR_HEAD")
     if 'path' not in t.columns: raise ValueError("probe_head reads the photos' files: the label table has no `path` column (no array store)")
     x = frozen_features(list(t['path']), cfg['size'], arch=cfg['arch'], progress=progress, norm=learn.dls.eyenet.on_load) # as the loaders see them
-    lr = linear_probe(C).fit(x, t[TASKS[cfg['task']].col].astype(int).values)[-1]
+    kw = {} if weights is None else dict(logisticregression__sample_weight=np.asarray(weights, float))
+    lr = linear_probe(C).fit(x, t[TASKS[cfg['task']].col].astype(int).values, **kw)[-1]
     w,b = torch.as_tensor(lr.coef_, dtype=torch.float32), torch.as_tensor(lr.intercept_, dtype=torch.float32)
     with torch.no_grad():
         lin.weight.zero_(); lin.bias.zero_()
         if lin.out_features == 2: lin.weight[1], lin.bias[1] = w[0], b[0] # softmax of (0, w.x + b) = the probe's sigmoid
         else: lin.weight.copy_(w); lin.bias.copy_(b)
     return learn
+
+# %% ../nbs/04c_learner.ipynb #de46fee8
+def grade_weights(df:pd.DataFrame, # training photos with the DR `level` and the label column `col`
+                  col:str='quality', # the label the weights decorrelate from the DR grade
+                 )->np.ndarray: # one weight per row, mean 1
+    "Weights that make every (DR grade, label) pair weigh the same in total, so that DR grade predicts nothing about the label."
+    if 'level' not in df.columns or df['level'].isna().any(): raise ValueError("grade_weights: every photo needs its DR grade (`level`)")
+    key = df['level'].astype(int).astype(str) + '/' + df[col].astype(int).astype(str)
+    w = 1/key.map(key.value_counts()).values.astype(float)
+    return w/w.mean()
 
 # %% ../nbs/04c_learner.ipynb #6b2d0f08
 def train_fit(learn:Learner, # from `train_learner`
@@ -547,6 +559,14 @@ def _record(args, learn, df, rc, run):
                 **({} if run.get('patients') is None else dict(patients=run.patients)), history=run.hist)
 
 # %% ../nbs/04c_learner.ipynb #527aa21b
+def _probe_weights(learn, df, grade_balance):
+    "`grade_weights` of the training photos for a quality model's probe head; None for other tasks, or without DR grades (with a warning)."
+    if not grade_balance or learn.eyenet_cfg['task'] != 'quality': return None
+    t = df[~df['is_valid'].astype(bool)]
+    if 'level' not in t.columns or t['level'].isna().any():
+        warnings.warn("grade_balance: some quality-graded photos have no DR grade; fitting the probe head unweighted"); return None
+    return grade_weights(t)
+
 def train_run(learn:Learner, # from `train_learner`
               df:pd.DataFrame, # its label table (from `train_table`)
               rc:AttrDict, # the schedule (from `train_recipe`)
@@ -556,6 +576,7 @@ def train_run(learn:Learner, # from `train_learner`
               target_sens:float=0.9, # binary tasks: sensitivity the threshold is tuned for
               max_refused:float=0.05, # quality: largest share of the photos `refused_of` names that the threshold refuses
               refused_of:str='gradable', # quality: 'good' or 'gradable' (good or usable) photos
+              grade_balance:bool=True, # quality: fit the probe head with `grade_weights` (where every photo has its DR grade)
               progress:bool=True, # progress bars and messages
              )->AttrDict: # `fit` (from `train_fit`, its `seconds` with the probe), `hist` (per epoch), `rep` (`valid_report`), `patients` (`valid_patients`), `world`
     "Run a recipe on one process or several: the probe head (LP-FT), the fit, then the validation report, per photo and (binary DR) per patient."
@@ -564,7 +585,7 @@ def train_run(learn:Learner, # from `train_learner`
     elif not interactive(sys.stdout): learn.remove_cb(ProgressCallback); learn.add_cb(EpochLines()) # a log: lines, not redraws
     if progress and rank == 0: print(_summary(df, learn, rc, world))
     t0 = time.perf_counter()
-    if rc.probe_init: probe_head(learn, df, progress=progress and rank == 0)
+    if rc.probe_init: probe_head(learn, df, progress=progress and rank == 0, weights=_probe_weights(learn, df, grade_balance))
     with distrib_ctx(learn):
         fit = train_fit(learn, epochs=epochs, lr=lr, freeze_epochs=rc.freeze_epochs, find_lr=find_lr, lr_mult=rc.lr_mult)
         fit.seconds = time.perf_counter() - t0 # the probe's feature pass is part of training
@@ -604,6 +625,7 @@ def train(data:Path, # dataset folder in Kaggle layout (`train/` + labels), e.g.
           target_sens:float=0.9, # binary tasks: sensitivity the saved threshold is tuned for
           max_refused:float=0.05, # quality: largest share of the photos `refused_of` names that the saved threshold refuses
           refused_of:str='gradable', # quality: which photos that budget counts, 'good' or 'gradable' (good or usable)
+          grade_balance:Annotated[bool, {'help': "quality: fit the probe head without weighing each (DR grade, quality grade) pair the same (default: weighed)"}]=True, # quality, LP-FT: every (DR grade, quality grade) pair weighs the same in the probe head (`grade_weights`)
           note:str='', # what the data is (e.g. 'synthetic'); stored in metrics.json
           quality_model:str|Path|None=None, # a quality model folder to name in config.json: `eyenet-predict` and `eyenet-evaluate` then gate with it
           progress:bool=True, # show progress and messages
@@ -622,7 +644,7 @@ def train(data:Path, # dataset folder in Kaggle layout (`train/` + labels), e.g.
                           num_workers=num_workers, seed=seed, store=Path(data) if store else None, pretrained=pretrained, fallback=fallback,
                           tensorboard=tensorboard, amp=amp, out=Path(out), tfms=tfms, arch_kwargs=LINEAR_HEAD if rc.probe_init else None,
                           norm=norm, look=look)
-    run = train_run(learn, df, rc, epochs=epochs, lr=lr, find_lr=find_lr, target_sens=target_sens, max_refused=max_refused, refused_of=refused_of, progress=progress)
+    run = train_run(learn, df, rc, epochs=epochs, lr=lr, find_lr=find_lr, target_sens=target_sens, max_refused=max_refused, refused_of=refused_of, grade_balance=grade_balance, progress=progress)
     met = _record(args, learn, df, rc, run)
     if rank_distrib() == 0:
         train_save(learn, Path(out), met)
