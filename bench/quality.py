@@ -201,8 +201,7 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
         res['learned'] = ev.get('quality', ev)
         ep = pd.read_csv(out/'eval'/'predictions.csv').merge(df[['image', 'level']], on='image', suffixes=('_', ''))
         ep = ep[ep.quality.isin([0, 1]) & ep.p_reject.notna()]
-        from eyenet.model import load_model
-        res['learned_gradable_refused_by_grade'] = by_grade(ep.p_reject >= load_model(model)[1]['threshold'], ep.level.values)
+        res['learned_gradable_refused_by_grade'] = by_grade(ep.p_reject >= res['learned']['threshold'], ep.level.values)
         res['learned_model'] = str(model)
 
     # 5. the raw camera photos
@@ -224,8 +223,7 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
         res['idrid'] = dict(n=len(fns), rules_refused=float((rs.status != 'ok').mean()), rules_reasons=rs.reason[rs.status != 'ok'].value_counts().to_dict())
         if model is not None:
             from eyenet.inference import predict
-            from eyenet.model import load_model
-            thr = load_model(model)[1]['threshold']
+            thr = json.loads((Path(model)/'config.json').read_text())['threshold'] # the model's own, as `predict` uses it
             pq = predict(model, fns, progress=False).set_index('photo').reindex([str(f) for f in fns])
             learned = (pq.p_reject >= thr).values
             lv = pd.read_csv(idrid/'trainLabels.csv').set_index('image').level.reindex([f.stem for f in fns]).values

@@ -28,7 +28,7 @@ from fastai.vision.all import (DataLoaders, DataBlock, ImageBlock, CategoryBlock
     ProgressCallback, rank_distrib, num_distrib, AMPMode, set_seed, minimum, noop)
 from fastai.metrics import ActivationType
 from fastai.distributed import DistributedDL, DistributedTrainer
-from .preprocess import preprocess_params, NORM, QUALITY_NORM, DERIVES, check_norm, normalise, norm_of, pending_norm
+from .preprocess import preprocess_params, NORM, QUALITY_NORM, can_make, check_norm, normalise, norm_of, pending_norm
 from PIL import Image
 from .data import TASKS, task_table, task_rows, patient_split, read_quality
 from .core import atomic_write, cli_errors, interactive
@@ -636,7 +636,7 @@ def train(data:Path, # dataset folder in Kaggle layout (`train/` + labels), e.g.
     info = preprocess_params(data)
     look = norm_of(info)
     auto = look if info is not None else NORM
-    if task == 'quality' and look in ('none', QUALITY_NORM, *DERIVES.get(QUALITY_NORM, ())): auto = QUALITY_NORM # gates: the look measured to hold across cameras
+    if task == 'quality' and can_make(look, QUALITY_NORM): auto = QUALITY_NORM # gates: the look measured to hold across cameras
     norm = check_norm(norm or auto, 'eyenet-train --norm')
     pending_norm(look, norm, data, 'the model to train') # a folder made in another look: refused before any work
     df = train_table(Path(data), labels=labels, task=task, valid_pct=valid_pct, seed=seed, drop_rejects=drop_rejects)

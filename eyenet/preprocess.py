@@ -9,7 +9,7 @@ __all__ = ['MAX_PIXELS', 'NORMS', 'NORM', 'QUALITY_NORM', 'QKEYS', 'QSIZE', 'QUA
            'PhotoError', 'to_rgb8', 'load_photo', 'disc_thumb', 'fit_circle', 'find_disc', 'crop_disc', 'disc_mask',
            'ben_graham', 'fundus_mask', 'equalize', 'red_free', 'clahe', 'check_norm', 'normalise', 'norm_of',
            'photo_quality', 'gradability', 'gate', 'process_photo', 'out_name', 'summary', 'preprocess_params',
-           'pending_norm', 'preprocess', 'build_store', 'open_store', 'apply_quality']
+           'can_make', 'pending_norm', 'preprocess', 'build_store', 'open_store', 'apply_quality']
 
 # %% ../nbs/02_preprocess.ipynb #b65be305
 import contextlib, functools, io, json, math, os, shutil, time, warnings, zipfile
@@ -643,14 +643,19 @@ def preprocess_params(folder:str|Path, # a dataset folder
 # %% ../nbs/02_preprocess.ipynb #a10c23b5
 DERIVES = {'red-free': ('equalize',)} # looks that can be made from crops already in another look (red-free: equalising again changes a few levels)
 
+def can_make(have:str, # the look crops are in ('none': plain crops)
+             norm:str, # the look wanted
+            )->bool: # whether `norm` can be applied to them as they load
+    "Whether crops in the look `have` can be put into the look `norm`: the same look, plain crops, or one `DERIVES` names."
+    return have in (norm, 'none') or have in DERIVES.get(norm, ())
+
 def pending_norm(have:str, # the look the crops are in: `norm_of(preprocess_params(folder))` ('none' for crops made elsewhere)
                  norm:str, # the look a model expects (`norm_of` its config)
                  where:str|Path='the photos', # whose crops, for the message (e.g. the folder)
                  what:str='the model', # who expects the look, for the message
                 )->str: # the normalisation still to apply on load ('none': the crops are in that look)
     "What to apply to crops in the look `have` as they load so that they are in the look `norm`; an error when they are in another one."
-    if have in (norm, 'none'): return 'none' if have == norm else norm
-    if have in DERIVES.get(norm, ()): return norm
+    if can_make(have, norm): return 'none' if have == norm else norm
     raise ValueError(f"{where}: photos preprocessed with norm {have!r}, but {what} expects norm {norm!r}; "
                      f"preprocess the originals with --norm {norm}, or score the originals")
 
