@@ -2,7 +2,7 @@
 
     python bench/quality.py [--epochs 4] [--size 256] [--arch effnet-lite0] [--amp auto] [--recipe fine-tune] [--out results/quality] [--skip-train]
                              [--model DIR] [--norms equalize,red-free,none,graham,clahe] [--shared DR_MODEL]
-                             [--norm LOOK] [--refused-of good|gradable] [--max-refused 0.05] [--no-grade-balance]
+                             [--norm LOOK] [--refused-of good|gradable] [--max-refused 0.05] [--no-grade-balance] [--dr-model DIR]
 
 Data: `shared_data('eyepacs-256')` (4,502 EyePACS photos, 256 px, cropped and contrast-equalised), the EyeQ human
 quality grades `shared_data('eyeq-quality.csv')` (0 good, 1 usable, 2 reject; 1,642 of the 256 px photos are graded)
@@ -23,6 +23,10 @@ In one run, side by side:
 7. with `--norms`: the probe gate with every photo in each photometric look, on IDRiD and the raw photos (features shared with `bench/realdata.py --external`);
 8. where disease and a bad photo go together: the share of photos graders rejected at each DR grade, and each gate's refusals by
    DR grade (held-out good or usable photos, and IDRiD).
+9. the learned gate in the screening pipeline, beside a DR model (`--dr-model`, default: an LP-FT referable model with 0
+   epochs, the probe as a network, trained here): a photo the gate refuses but the DR model is sure is referable
+   (`refer_anyway`, specificity 99% on its validation patients) is referred instead of refused. Held-out graded photos,
+   IDRiD and the raw photos: refused, referred anyway (and how many of those are referable), by DR grade.
 
 Every threshold refuses at most `--max-refused` of the `--refused-of` photos of the training patients ('good', or 'gradable':
 good or usable), the learned model's on its validation patients as `eyenet-train` tunes it (defaults: `eyenet-train`'s).
@@ -107,6 +111,31 @@ def probe_by_norm(norms, fdir, eyeq, raw, n_boot=1000, max_refused=0.1, of='good
                       raw_graded=int(gu.sum()), raw_refused=int((pr.predict_proba(xr)[:, 1][gu] >= thr).sum()))
     return res
 
+def pipeline(dr_model, model, dev, idrid_fns, idrid_level, raw_rows, n_boot=1000):
+    "The learned gate beside a DR model, as `predict` runs them: what it refuses, and what it refers anyway (`refer_anyway`)."
+    from eyenet.model import load_model
+    from eyenet.score import score_photos, quality_gate
+    net, cfg = load_model(dr_model)
+    qg = quality_gate(model)
+    run = lambda paths, pre=False: score_photos(net, cfg, [str(p) for p in paths], preprocessed=pre, quality=qg, progress=False)
+    def rates(sc): return sc.reason.eq('low_quality').values, sc.quality_verdict.eq('refer anyway').values
+    res = dict(dr_model=str(dr_model), refer_anyway=cfg.get('refer_anyway'), threshold=cfg.get('threshold'))
+    sv = run(dev.path, 'none') # the 256 px crops, put into each model's look on load
+    r, a = rates(sv); q, ref = dev.quality.values, dev.referable.values.astype(bool)
+    res['dev'] = dict(n=len(dev), caught=float(r[q == 2].mean()), rejects_referred_anyway=float(a[q == 2].mean()),
+                      caught_or_referred=float((r | a)[q == 2].mean()), gradable_refused=float(r[q < 2].mean()), good_refused=float(r[q == 0].mean()),
+                      referred_anyway=int(a.sum()), referred_anyway_referable=int((a & ref).sum()),
+                      gate_alone_caught=float((sv.quality_verdict.isin(['reject', 'refer anyway']).values)[q == 2].mean()))
+    si = run(idrid_fns); r, a = rates(si)
+    res['idrid'] = dict(n=len(si), learned_refused=float(r.mean()), refused_any_gate=float((si.status != 'ok').mean()), by_grade=by_grade(r, idrid_level),
+                        nonreferable_refused=float(r[idrid_level < 2].mean()), referred_anyway=int(a.sum()), referred_anyway_referable=int((a & (idrid_level >= 2)).sum()),
+                        gate_alone_refused=float(si.quality_verdict.isin(['reject', 'refer anyway']).mean()))
+    if raw_rows is not None:
+        g = raw_rows[raw_rows.quality.isin([0, 1])]
+        r, a = rates(run(g.path))
+        res['raw'] = dict(n=len(g), learned_refused=int(r.sum()), referred_anyway=int(a.sum()))
+    return res
+
 @call_parse
 def main(epochs:int=4, # epochs of the learned quality model (after the recipe's frozen ones)
          size:int=256, # input side of the learned model
@@ -125,6 +154,7 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
          refused_of:str=None, # the refusal budget counts 'good' or 'gradable' (good or usable) photos: the learned model's and the probes' (default: `eyenet-train`'s)
          max_refused:float=None, # the share of them the thresholds may refuse (default: `eyenet-train`'s)
          no_grade_balance:store_true=False, # fit the learned model's probe head unweighted (default: `grade_weights`, as `eyenet-train`)
+         dr_model:str=None, # a binary DR model to run the learned gate beside (default: train an LP-FT referable model, 0 epochs, in OUT/dr-model)
         ):
     "Imageability on real photos: learned quality model vs rule-based gate vs linear probe, on held-out patients."
     from eyenet.core import shared_data
@@ -235,6 +265,15 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
             res['raw_graded_good_usable'] = dict(n=len(g), rules_refused=sum(r['status'] != 'ok' for r in g),
                                                  learned_refused=sum(r.get('p_reject', 0) >= thr for r in g))
 
+    # 9. the gate in the pipeline: a refused photo the DR model is sure is referable goes on to be referred
+    if model is not None and idrid is not None:
+        if dr_model is None:
+            t0 = time.perf_counter()
+            train(data, task='referable', arch='effnet-lite0', recipe='lp-ft', epochs=0, out=out/'dr-model', note='real EyePACS 256 px', progress=False)
+            dr_model = out/'dr-model'; res['dr_model_minutes'] = round((time.perf_counter() - t0)/60, 1)
+        rr9 = read_labels(find_labels(raw), raw/'train', quality=eyeq).assign(quality=lambda d: d.quality.astype(float)) if raw is not None else None
+        res['pipeline'] = pipeline(dr_model, model, df[va & df.quality.notna().values], fns, lv, rr9, n_boot)
+
     # 7. the probe gate in each photometric look: which look lets a gate learned on EyePACS hold on other cameras
     if norms and idrid is not None:
         res['probe_by_norm'] = probe_by_norm(norms.split(','), Path(features_dir), eyeq, raw, n_boot, budget['max_refused'], budget['refused_of'])
@@ -270,6 +309,15 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
         if 'learned_by_grade' in i: print(f"  learned model by DR grade: {_g(i['learned_by_grade'])}; non-referable photos (grades 0-1) refused {i['learned_nonreferable_refused']:.1%}")
     if 'raw_graded_good_usable' in res:
         r = res['raw_graded_good_usable']; print(f"raw camera photos graded good or usable: {r['n']}; refused by the rules {r['rules_refused']}, by the learned model {r['learned_refused']}")
+    if 'pipeline' in res:
+        P = res['pipeline']; d, i = P['dev'], P['idrid']
+        print(f"\nthe learned gate beside the DR model {P['dr_model']} (refer anyway at p_referable >= {P['refer_anyway']:.3f}; its threshold {P['threshold']:.3f}):")
+        print(f"  held-out graded photos ({d['n']}): rejects refused {d['caught']:.3f}, referred anyway {d['rejects_referred_anyway']:.3f} (refused or referred {d['caught_or_referred']:.3f}; "
+              f"the gate alone {d['gate_alone_caught']:.3f}); good refused {d['good_refused']:.3f}, good or usable refused {d['gradable_refused']:.3f}; "
+              f"referred anyway {d['referred_anyway']} photos, {d['referred_anyway_referable']} of them referable")
+        print(f"  IDRiD ({i['n']}): the learned gate refuses {i['learned_refused']:.1%} (alone {i['gate_alone_refused']:.1%}; by grade {_g(i['by_grade'])}; grades 0-1 {i['nonreferable_refused']:.1%}); "
+              f"referred anyway {i['referred_anyway']}, {i['referred_anyway_referable']} of them referable; refused by either gate {i['refused_any_gate']:.1%}")
+        if 'raw' in P: print(f"  raw photos graded good or usable: {P['raw']['learned_refused']} of {P['raw']['n']} refused by the learned gate, {P['raw']['referred_anyway']} referred anyway")
     for n, r in res.get('probe_by_norm', {}).items():
         print(f"probe gate, norm {n:9s}: dev AUC {_fmt(r['auc'])}, caught {r['caught']:.3f}, good refused {r['good_refused']:.3f}, gradable refused {r['gradable_refused']:.3f} (threshold {r['threshold']:.3f}) | "
               f"IDRiD refused {r['idrid_refused']:.1%} (by grade {_g(r['idrid_by_grade'])}; grades 0-1 {r['idrid_nonreferable_refused']:.1%}) | raw good/usable refused {r['raw_refused']} of {r['raw_graded']}")

@@ -168,6 +168,7 @@ def predict(model, # model folder, `.onnx` file, or `Predictor`
             cam:str|Path|None=None, # save a Grad-CAM overlay of every gradable photo in this folder
             backend:str|None=None, # 'torch' or 'onnx' when `model` is a path
             quality_model:str|Path|None=None, # learned quality gate (a quality model folder); None: the one the model's config names, if any
+            refer_anyway:bool=True, # a photo the learned gate refuses is accepted when the DR model is sure it is referable (`iter_scores`)
             progress:bool=True, # show a progress bar
            )->pd.DataFrame: # one row per file
     "Gate, crop and classify every photo; a bad file gets a row saying why, never stops the run."
@@ -175,7 +176,7 @@ def predict(model, # model folder, `.onnx` file, or `Predictor`
     cfg, fns, q = pred.cfg, photo_list(photos), _quality_for(pred, quality_model)
     pcols, rows, names = prob_cols(cfg), [None]*len(fns), cam_names(fns)
     if cam is not None: cam = Path(cam); cam.mkdir(parents=True, exist_ok=True)
-    for i,row,x,crop in iter_scores(pred, cfg, fns, bs=bs, workers=workers, quality=q, keep=cam is not None, progress=progress):
+    for i,row,x,crop in iter_scores(pred, cfg, fns, bs=bs, workers=workers, quality=q, refer_anyway=refer_anyway, keep=cam is not None, progress=progress):
         if row['status'] == 'ok':
             p = np.array([row[c] for c in pcols])
             (lbl,),thr = decide(p[None], cfg)

@@ -15,7 +15,8 @@ from fastcore.basics import AttrDict
 # %% auto #0
 __all__ = ['IDX_DR', 'REFUSED_OF', 'confusion_counts', 'roc_auc', 'pr_auc', 'binary_metrics', 'qwk', 'grade_metrics',
            'referable_prob', 'bootstrap_idx', 'bootstrap_ci', 'simulate_screening', 'threshold_for_sensitivity',
-           'spec_at_sens', 'refusal_threshold', 'refusal_rates', 'refusal_budget', 'calibration_table', 'ece']
+           'spec_at_sens', 'threshold_for_specificity', 'refusal_threshold', 'refusal_rates', 'refusal_budget',
+           'calibration_table', 'ece']
 
 # %% ../nbs/00c_metrics.ipynb #407d8bd7
 def confusion_counts(y, # true labels, 0/1
@@ -171,6 +172,17 @@ def spec_at_sens(y, # true labels, 0/1
     if not y.any() or y.all(): return float('nan')
     return threshold_for_sensitivity(y, p, target).specificity
 
+# %% ../nbs/00c_metrics.ipynb #003a1052
+def threshold_for_specificity(y, # true labels, 0/1
+                              p, # probability of the positive class
+                              target:float=0.99, # specificity to keep
+                             )->float: # positive when `p >= threshold`
+    "Lowest threshold whose specificity (negatives scoring below it) reaches `target`."
+    neg = np.sort(np.asarray(p, dtype=float)[~np.asarray(y).astype(bool)])
+    if not len(neg): raise ValueError("threshold_for_specificity: no negative example, specificity is undefined")
+    k = int(np.floor((1 - target)*len(neg) + 1e-9)) # negatives that may score at or above the threshold
+    return float(np.nextafter(neg[len(neg)-k-1], np.inf)) if k < len(neg) else float(neg.min())
+
 # %% ../nbs/00c_metrics.ipynb #da200436
 REFUSED_OF = dict(good=(0,), gradable=(0, 1)) # the grades a refusal budget counts: good photos, or good and usable ones
 
@@ -181,10 +193,9 @@ def refusal_threshold(quality, # human grade of each photo: 0 good, 1 usable, 2 
                      )->float: # refuse a photo when `p_reject >= threshold`
     "Lowest threshold on `p_reject` that refuses at most `max_refused` of the good (or gradable) photos."
     if of not in REFUSED_OF: raise ValueError(f"refusal_threshold: of must be one of {', '.join(REFUSED_OF)}, not {of!r}")
-    good = np.sort(np.asarray(p_reject, dtype=float)[np.isin(np.asarray(quality), REFUSED_OF[of])])
-    if not len(good): raise ValueError(f"refusal_threshold: no {of} photo, the share refused is undefined")
-    k = int(np.floor(max_refused*len(good) + 1e-9)) # such photos we may refuse
-    return float(np.nextafter(good[len(good)-k-1], np.inf)) if k < len(good) else float(good.min())
+    keep = np.isin(np.asarray(quality), REFUSED_OF[of]) # the photos the gate must not refuse: its negatives
+    if not keep.any(): raise ValueError(f"refusal_threshold: no {of} photo, the share refused is undefined")
+    return threshold_for_specificity(~keep, p_reject, 1 - max_refused)
 
 def refusal_rates(quality, # human grade of each photo: 0 good, 1 usable, 2 reject
                   p_reject, # probability that each photo is ungradable

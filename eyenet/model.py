@@ -212,7 +212,7 @@ def score_to_grade(score, # regression scores, any shape
 
 # %% ../nbs/04_model.ipynb #2890c740
 def model_config(learn=None, # `Learner` made by `eyenet_learner` (or None)
-                 **cfg, # values to set or override: arch, task, n_out, classes, size, norm, mean, std, threshold, threshold_source, target, regression, grade_cuts, arch_kwargs, split, quality_model, two_eye
+                 **cfg, # values to set or override: arch, task, n_out, classes, size, norm, mean, std, threshold, threshold_source, target, refer_anyway, regression, grade_cuts, arch_kwargs, split, quality_model, two_eye
                 )->dict: # the config `save_model` writes
     "Collect the config that rebuilds a model and its preprocessing, from `learn` and `cfg`."
     base = dict(getattr(learn, 'eyenet_cfg', {}) or {})
@@ -229,6 +229,7 @@ def model_config(learn=None, # `Learner` made by `eyenet_learner` (or None)
                grade_cuts=grade_cuts(base) if reg else None,
                arch_kwargs=dict(base.get('arch_kwargs', {})), split=base.get('split'), eyenet_version=eyenet.__version__)
     if base.get('quality_model'): res['quality_model'] = str(base['quality_model']) # the learned gate predict and evaluate put in front
+    if base.get('refer_anyway') is not None: res['refer_anyway'] = float(base['refer_anyway']) # a binary DR model: refer, not refuse, a photo it is this sure of
     if base.get('two_eye'): res['two_eye'] = dict(base['two_eye']) # the patient-level head on both eyes (`eyenet.probe.two_eye_report`) and its threshold
     check_arch(res['arch'])
     return res

@@ -151,14 +151,24 @@ def _gate_batch(batch, qg, bs):
             row.update(status='rejected', reason='low_quality',
                        detail=f"learned quality model: p_reject {p:.3f} >= threshold {qg.threshold:.3g}")
 
-def _score_batch(batch, model, cfg, bs, tta, score_rejected):
-    "Run the network on the photos of a batch it should score; write their probabilities into their rows."
-    todo = [b for b in batch if b[1]['status'] == 'ok' or score_rejected]
+def _refer_anyway(row, p, sure):
+    "Accept a photo the learned gate refused when the DR model is `sure` it shows referable DR; True when it did."
+    if sure is None or row['reason'] != 'low_quality' or p[1] < sure: return False
+    row.update(status='ok', reason='', quality_verdict='refer anyway',
+               detail=f"{row['detail']}, but p_referable {p[1]:.3f} >= refer_anyway {sure:.3g}: referable DR is visible")
+    return True
+
+def _score_batch(batch, model, cfg, bs, tta, score_rejected, sure=None):
+    "Run the network on the photos of a batch it should score; write their probabilities into their rows (`sure`: see `_refer_anyway`)."
+    todo = [b for b in batch if b[1]['status'] == 'ok' or score_rejected or (sure is not None and b[1]['reason'] == 'low_quality')]
     if not todo: return
     x = np.stack([xs[0] for _,_,xs,_ in todo])
-    for (_,row,_,_),p in zip(todo, model_probs(model, x, bs)): row.update(zip(prob_cols(cfg), p.astype(float).tolist()))
-    if tta:
-        for (_,row,_,_),p in zip(todo, tta_probs(model, x, bs)): row.update(zip(prob_cols(cfg, 'tta_'), p.astype(float).tolist()))
+    keep = [] # positions in `todo` of the rows that get probabilities: scored, referred anyway, or asked for
+    for k,((_,row,_,_),p) in enumerate(zip(todo, model_probs(model, x, bs))):
+        if row['status'] == 'ok' or _refer_anyway(row, p, sure) or score_rejected:
+            row.update(zip(prob_cols(cfg), p.astype(float).tolist())); keep.append(k)
+    if tta and keep:
+        for k,p in zip(keep, tta_probs(model, x[keep], bs)): todo[k][1].update(zip(prob_cols(cfg, 'tta_'), p.astype(float).tolist()))
 
 # %% ../nbs/04d_score.ipynb #e8314cb1
 def iter_scores(model, # network from `load_model`, or a predictor (see `model_probs`)
@@ -170,16 +180,18 @@ def iter_scores(model, # network from `load_model`, or a predictor (see `model_p
                 workers:int|None=None, # preparing processes; None: one per core; 0: in this process
                 quality=None, # learned quality gate (`quality_gate`), or None
                 score_rejected:bool=False, # also score photos a gate refused, when a crop exists
+                refer_anyway:bool=True, # a photo the learned gate refuses is accepted when a binary DR model is sure it is referable (its config's `refer_anyway`)
                 keep:bool=False, # also yield the crops (for Grad-CAM)
                 progress:bool=True, # show a progress bar
                ): # yields `(index, row, x or None, crop or None)` per photo, in completion order
     "Prepare, gate and score every photo with the model (and the quality model), a batch at a time."
     photos = list(photos)
     cfgs = [cfg] + ([quality.cfg] if quality is not None else [])
+    sure = cfg.get('refer_anyway') if refer_anyway and quality is not None and len(cfg.get('classes', [])) == 2 and not cfg.get('regression') else None
     batch = []
     def flush():
         if quality is not None: _gate_batch(batch, quality, bs)
-        _score_batch(batch, model, cfg, bs, tta, score_rejected)
+        _score_batch(batch, model, cfg, bs, tta, score_rejected, sure)
         yield from ((i, row, xs[0], crop) for i,row,xs,crop in batch)
         batch.clear()
     with pbar(total=len(photos), desc='scoring photos', unit='photo', disable=not progress, leave=False) as pb:
@@ -193,7 +205,7 @@ def iter_scores(model, # network from `load_model`, or a predictor (see `model_p
 def score_photos(model, # network from `load_model`, or a predictor (see `model_probs`)
                  cfg:dict, # its config
                  photos, # photo files
-                 **kwargs, # see `iter_scores`: preprocessed, tta, bs, workers, quality, score_rejected, progress
+                 **kwargs, # see `iter_scores`: preprocessed, tta, bs, workers, quality, score_rejected, refer_anyway, progress
                 )->pd.DataFrame: # one row per photo, in order: `ROW`, [p_reject, quality_verdict], `prob_cols`, [tta_...]
     "Scores of every photo as a table: the gate's verdicts and the model's probabilities."
     photos = list(photos)

@@ -91,7 +91,8 @@ def eye_verdict(rows:pd.DataFrame, # `predict` rows of one eye's photos (may be 
         p = float(ok[pcol].max() if combine == 'max' else ok[pcol].mean())
         photo = rows.photo[i] if combine == 'max' or len(ok) == 1 else f"mean of {len(ok)} photos"
         return AttrDict(state='referable' if p >= threshold else 'not referable', p=p, photo=photo, n=len(rows),
-                        quality='gradable' + (f" ({len(ok)} of {len(rows)} photos)" if len(ok) < len(rows) else ''))
+                        quality='gradable' + (f" ({len(ok)} of {len(rows)} photos)" if len(ok) < len(rows) else '')
+                                + (", referable DR seen in a photo the quality model doubts" if ok.get('quality_verdict', pd.Series(dtype=str)).eq('refer anyway').any() else ''))
     if len(rows):
         why = ', '.join(f"{Path(f).name}: {r or s}" for f,s,r in zip(rows.photo, rows.status, rows.reason))
         return AttrDict(state='ungradable', p=float('nan'), photo='', n=len(rows), quality=f"ungradable ({why})")
