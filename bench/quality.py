@@ -111,7 +111,7 @@ def probe_by_norm(norms, fdir, eyeq, raw, n_boot=1000, max_refused=0.1, of='good
                       raw_graded=int(gu.sum()), raw_refused=int((pr.predict_proba(xr)[:, 1][gu] >= thr).sum()))
     return res
 
-def pipeline(dr_model, model, dev, idrid_fns, idrid_level, raw_rows, n_boot=1000):
+def pipeline(dr_model, model, dev, idrid_fns, idrid_level, raw_rows):
     "The learned gate beside a DR model, as `predict` runs them: what it refuses, and what it refers anyway (`refer_anyway`)."
     from eyenet.model import load_model
     from eyenet.score import score_photos, quality_gate
@@ -124,12 +124,10 @@ def pipeline(dr_model, model, dev, idrid_fns, idrid_level, raw_rows, n_boot=1000
     r, a = rates(sv); q, ref = dev.quality.values, dev.referable.values.astype(bool)
     res['dev'] = dict(n=len(dev), caught=float(r[q == 2].mean()), rejects_referred_anyway=float(a[q == 2].mean()),
                       caught_or_referred=float((r | a)[q == 2].mean()), gradable_refused=float(r[q < 2].mean()), good_refused=float(r[q == 0].mean()),
-                      referred_anyway=int(a.sum()), referred_anyway_referable=int((a & ref).sum()),
-                      gate_alone_caught=float((sv.quality_verdict.isin(['reject', 'refer anyway']).values)[q == 2].mean()))
+                      referred_anyway=int(a.sum()), referred_anyway_referable=int((a & ref).sum()))
     si = run(idrid_fns); r, a = rates(si)
     res['idrid'] = dict(n=len(si), learned_refused=float(r.mean()), refused_any_gate=float((si.status != 'ok').mean()), by_grade=by_grade(r, idrid_level),
-                        nonreferable_refused=float(r[idrid_level < 2].mean()), referred_anyway=int(a.sum()), referred_anyway_referable=int((a & (idrid_level >= 2)).sum()),
-                        gate_alone_refused=float(si.quality_verdict.isin(['reject', 'refer anyway']).mean()))
+                        nonreferable_refused=float(r[idrid_level < 2].mean()), referred_anyway=int(a.sum()), referred_anyway_referable=int((a & (idrid_level >= 2)).sum()))
     if raw_rows is not None:
         g = raw_rows[raw_rows.quality.isin([0, 1])]
         r, a = rates(run(g.path))
@@ -272,7 +270,7 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
             train(data, task='referable', arch='effnet-lite0', recipe='lp-ft', epochs=0, out=out/'dr-model', note='real EyePACS 256 px', progress=False)
             dr_model = out/'dr-model'; res['dr_model_minutes'] = round((time.perf_counter() - t0)/60, 1)
         rr9 = read_labels(find_labels(raw), raw/'train', quality=eyeq).assign(quality=lambda d: d.quality.astype(float)) if raw is not None else None
-        res['pipeline'] = pipeline(dr_model, model, df[va & df.quality.notna().values], fns, lv, rr9, n_boot)
+        res['pipeline'] = pipeline(dr_model, model, df[va & df.quality.notna().values], fns, lv, rr9)
 
     # 7. the probe gate in each photometric look: which look lets a gate learned on EyePACS hold on other cameras
     if norms and idrid is not None:
@@ -312,10 +310,9 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
     if 'pipeline' in res:
         P = res['pipeline']; d, i = P['dev'], P['idrid']
         print(f"\nthe learned gate beside the DR model {P['dr_model']} (refer anyway at p_referable >= {P['refer_anyway']:.3f}; its threshold {P['threshold']:.3f}):")
-        print(f"  held-out graded photos ({d['n']}): rejects refused {d['caught']:.3f}, referred anyway {d['rejects_referred_anyway']:.3f} (refused or referred {d['caught_or_referred']:.3f}; "
-              f"the gate alone {d['gate_alone_caught']:.3f}); good refused {d['good_refused']:.3f}, good or usable refused {d['gradable_refused']:.3f}; "
+        print(f"  held-out graded photos ({d['n']}): rejects refused {d['caught']:.3f}, referred anyway {d['rejects_referred_anyway']:.3f} (refused or referred {d['caught_or_referred']:.3f}); good refused {d['good_refused']:.3f}, good or usable refused {d['gradable_refused']:.3f}; "
               f"referred anyway {d['referred_anyway']} photos, {d['referred_anyway_referable']} of them referable")
-        print(f"  IDRiD ({i['n']}): the learned gate refuses {i['learned_refused']:.1%} (alone {i['gate_alone_refused']:.1%}; by grade {_g(i['by_grade'])}; grades 0-1 {i['nonreferable_refused']:.1%}); "
+        print(f"  IDRiD ({i['n']}): the learned gate refuses {i['learned_refused']:.1%} (by grade {_g(i['by_grade'])}; grades 0-1 {i['nonreferable_refused']:.1%}); "
               f"referred anyway {i['referred_anyway']}, {i['referred_anyway_referable']} of them referable; refused by either gate {i['refused_any_gate']:.1%}")
         if 'raw' in P: print(f"  raw photos graded good or usable: {P['raw']['learned_refused']} of {P['raw']['n']} refused by the learned gate, {P['raw']['referred_anyway']} referred anyway")
     for n, r in res.get('probe_by_norm', {}).items():

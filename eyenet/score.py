@@ -151,16 +151,18 @@ def _gate_batch(batch, qg, bs):
             row.update(status='rejected', reason='low_quality',
                        detail=f"learned quality model: p_reject {p:.3f} >= threshold {qg.threshold:.3g}")
 
+def _doubted(row, sure): return sure is not None and row['reason'] == 'low_quality' # refused by the learned gate, and a model that can be sure
+
 def _refer_anyway(row, p, sure):
     "Accept a photo the learned gate refused when the DR model is `sure` it shows referable DR; True when it did."
-    if sure is None or row['reason'] != 'low_quality' or p[1] < sure: return False
+    if not _doubted(row, sure) or p[1] < sure: return False
     row.update(status='ok', reason='', quality_verdict='refer anyway',
                detail=f"{row['detail']}, but p_referable {p[1]:.3f} >= refer_anyway {sure:.3g}: referable DR is visible")
     return True
 
 def _score_batch(batch, model, cfg, bs, tta, score_rejected, sure=None):
     "Run the network on the photos of a batch it should score; write their probabilities into their rows (`sure`: see `_refer_anyway`)."
-    todo = [b for b in batch if b[1]['status'] == 'ok' or score_rejected or (sure is not None and b[1]['reason'] == 'low_quality')]
+    todo = [b for b in batch if b[1]['status'] == 'ok' or score_rejected or _doubted(b[1], sure)]
     if not todo: return
     x = np.stack([xs[0] for _,_,xs,_ in todo])
     keep = [] # positions in `todo` of the rows that get probabilities: scored, referred anyway, or asked for
