@@ -26,7 +26,9 @@ In one run, side by side:
 9. the learned gate in the screening pipeline, beside a DR model (`--dr-model`, default: an LP-FT referable model with 0
    epochs, the probe as a network, trained here): a photo the gate refuses but the DR model is sure is referable
    (`refer_anyway`, specificity 99% on its validation patients) is referred instead of refused. Held-out graded photos,
-   IDRiD and the raw photos: refused, referred anyway (and how many of those are referable), by DR grade.
+   IDRiD and the raw photos: refused, referred anyway (and how many of those are referable), by DR grade; with the rules
+   beside, as `predict` runs them (the learned gate decides the photos the rules refuse by their margin alone,
+   `eyenet.score.MARGIN`), and as it was before, every rule refusal kept.
 
 Every threshold refuses at most `--max-refused` of the `--refused-of` photos of the training patients ('good', or 'gradable':
 good or usable), the learned model's on its validation patients as `eyenet-train` tunes it (defaults: `eyenet-train`'s).
@@ -67,13 +69,13 @@ def auc_ci(y, p, groups, n_boot=1000):
 def _fmt(ci): return f"{ci[0]:.3f} [{ci[1]:.3f}, {ci[2]:.3f}]"
 
 def _rule_scores(paths):
-    "Rule-based gate on each photo: (status, reason, gradability)."
-    from eyenet.preprocess import process_photo
+    "Rule-based gate on each photo: (status, reason, gradability, the rule it passes by the least margin)."
+    from eyenet.preprocess import process_photo, worst_rule
     rows = []
     for p in paths:
         _, r = process_photo(p, size=256)
-        rows.append((r['status'], r['reason'], r['gradability']))
-    return pd.DataFrame(rows, columns=['status', 'reason', 'gradability'])
+        rows.append((r['status'], r['reason'], r['gradability'], worst_rule(r)))
+    return pd.DataFrame(rows, columns=['status', 'reason', 'gradability', 'worst'])
 
 def by_grade(refused, level):
     "Share refused at each DR grade 0-4 (the grade as a string key, for JSON)."
@@ -111,27 +113,40 @@ def probe_by_norm(norms, fdir, eyeq, raw, n_boot=1000, max_refused=0.1, of='good
                       raw_graded=int(gu.sum()), raw_refused=int((pr.predict_proba(xr)[:, 1][gu] >= thr).sum()))
     return res
 
-def pipeline(dr_model, model, dev, idrid_fns, idrid_level, raw_rows):
-    "The learned gate beside a DR model, as `predict` runs them: what it refuses, and what it refers anyway (`refer_anyway`)."
+def pipeline(dr_model, model, dev, dev_rules, idrid_fns, idrid_level, raw_rows):
+    """The learned gate beside a DR model, as `predict` runs them: what it refuses, and what it refers anyway (`refer_anyway`).
+    Beside it, as before the learned gate decided the rules' margin photos (`eyenet.score.MARGIN`): every rule refusal kept."""
     from eyenet.model import load_model
-    from eyenet.score import score_photos, quality_gate
+    from eyenet.score import score_photos, quality_gate, MARGIN
+    from eyenet.preprocess import PHOTOGRAPHIC
     net, cfg = load_model(dr_model)
     qg = quality_gate(model)
     run = lambda paths, pre=False: score_photos(net, cfg, [str(p) for p in paths], preprocessed=pre, quality=qg, progress=False)
     def rates(sc): return sc.reason.eq('low_quality').values, sc.quality_verdict.eq('refer anyway').values
+    def rules_refused(sc): return sc.gradability.values < MARGIN[2] # the rules' own verdict: gradability under the cut is a refusal (0 where a rule fails)
     res = dict(dr_model=str(dr_model), refer_anyway=cfg.get('refer_anyway'), threshold=cfg.get('threshold'))
-    sv = run(dev.path, 'none') # the 256 px crops, put into each model's look on load
+    sv = run(dev.path, 'none') # the 256 px crops, put into each model's look on load (no rules: they are combined below)
     r, a = rates(sv); q, ref = dev.quality.values, dev.referable.values.astype(bool)
+    rule = (dev_rules.status != 'ok').values; hard = rule & ~(dev_rules.reason.eq(MARGIN[3]) & dev_rules.worst.isin(PHOTOGRAPHIC)).values # the rules on the same crops; the learned gate decides their photographic margins
+    either = lambda rl: (rl | (r & ~a), a & ~rl) # refused by a rule or by the learned gate (not referred), and referred anyway
+    (x, xa), (y, ya) = either(hard), either(rule)
     res['dev'] = dict(n=len(dev), caught=float(r[q == 2].mean()), rejects_referred_anyway=float(a[q == 2].mean()),
                       caught_or_referred=float((r | a)[q == 2].mean()), gradable_refused=float(r[q < 2].mean()), good_refused=float(r[q == 0].mean()),
-                      referred_anyway=int(a.sum()), referred_anyway_referable=int((a & ref).sum()))
+                      referred_anyway=int(a.sum()), referred_anyway_referable=int((a & ref).sum()),
+                      with_rules=dict(caught=float(x[q == 2].mean()), caught_or_referred=float((x | xa)[q == 2].mean()), good_refused=float(x[q == 0].mean()), gradable_refused=float(x[q < 2].mean())),
+                      with_rules_margin=dict(caught=float(y[q == 2].mean()), caught_or_referred=float((y | ya)[q == 2].mean()), good_refused=float(y[q == 0].mean()), gradable_refused=float(y[q < 2].mean())),
+                      margin_rejects=int((rule & ~hard & (q == 2)).sum()), margin_rejects_passed=int((rule & ~hard & (q == 2) & ~r & ~a).sum()))
     si = run(idrid_fns); r, a = rates(si)
     res['idrid'] = dict(n=len(si), learned_refused=float(r.mean()), refused_any_gate=float((si.status != 'ok').mean()), by_grade=by_grade(r, idrid_level),
+                        any_gate_by_grade=by_grade(si.status != 'ok', idrid_level), rules_refused=float(rules_refused(si).mean()),
+                        margin_accepted=int(((si.status == 'ok') & (si.gradability < MARGIN[2]) & ~a).sum()),
+                        refused_any_gate_margin=float((rules_refused(si) | (si.status != 'ok').values).mean()), # as before the learned gate decided the margin
                         nonreferable_refused=float(r[idrid_level < 2].mean()), referred_anyway=int(a.sum()), referred_anyway_referable=int((a & (idrid_level >= 2)).sum()))
     if raw_rows is not None:
         g = raw_rows[raw_rows.quality.isin([0, 1])]
-        r, a = rates(run(g.path))
-        res['raw'] = dict(n=len(g), learned_refused=int(r.sum()), referred_anyway=int(a.sum()))
+        sr = run(g.path); r, a = rates(sr)
+        res['raw'] = dict(n=len(g), learned_refused=int(r.sum()), referred_anyway=int(a.sum()), refused_any_gate=int((sr.status != 'ok').sum()),
+                          refused_any_gate_margin=int((rules_refused(sr) | (sr.status != 'ok').values).sum()))
     return res
 
 @call_parse
@@ -270,7 +285,7 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
             train(data, task='referable', arch='effnet-lite0', recipe='lp-ft', epochs=0, out=out/'dr-model', note='real EyePACS 256 px', progress=False)
             dr_model = out/'dr-model'; res['dr_model_minutes'] = round((time.perf_counter() - t0)/60, 1)
         rr9 = read_labels(find_labels(raw), raw/'train', quality=eyeq).assign(quality=lambda d: d.quality.astype(float)) if raw is not None else None
-        res['pipeline'] = pipeline(dr_model, model, df[va & df.quality.notna().values], fns, lv, rr9)
+        res['pipeline'] = pipeline(dr_model, model, qv, rv, fns, lv, rr9)
 
     # 7. the probe gate in each photometric look: which look lets a gate learned on EyePACS hold on other cameras
     if norms and idrid is not None:
@@ -314,7 +329,13 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
               f"referred anyway {d['referred_anyway']} photos, {d['referred_anyway_referable']} of them referable")
         print(f"  IDRiD ({i['n']}): the learned gate refuses {i['learned_refused']:.1%} (by grade {_g(i['by_grade'])}; grades 0-1 {i['nonreferable_refused']:.1%}); "
               f"referred anyway {i['referred_anyway']}, {i['referred_anyway_referable']} of them referable; refused by either gate {i['refused_any_gate']:.1%}")
-        if 'raw' in P: print(f"  raw photos graded good or usable: {P['raw']['learned_refused']} of {P['raw']['n']} refused by the learned gate, {P['raw']['referred_anyway']} referred anyway")
+        print(f"  IDRiD, refused by either gate {i['refused_any_gate']:.1%} (by grade {_g(i['any_gate_by_grade'])}); the rules alone {i['rules_refused']:.1%}; "
+              f"{i['margin_accepted']} photos the rules refused by a photographic margin alone accepted by the learned gate; every rule refusal kept: {i['refused_any_gate_margin']:.1%}")
+        for k, lab in (('with_rules', 'the rules beside (margin left to the learned gate)'), ('with_rules_margin', 'the rules beside, every rule refusal kept')):
+            w = d[k]; print(f"  held-out graded photos, {lab}: rejects refused {w['caught']:.3f} (refused or referred {w['caught_or_referred']:.3f}); good refused {w['good_refused']:.3f}, good or usable {w['gradable_refused']:.3f}")
+        print(f"  held-out rejects the rules refuse by a photographic margin alone: {d['margin_rejects']}, of them passed by the learned gate (neither refused nor referred): {d['margin_rejects_passed']}")
+        if 'raw' in P: print(f"  raw photos graded good or usable: {P['raw']['learned_refused']} of {P['raw']['n']} refused by the learned gate, {P['raw']['referred_anyway']} referred anyway; "
+                             f"by either gate {P['raw']['refused_any_gate']} (every rule refusal kept: {P['raw']['refused_any_gate_margin']})")
     for n, r in res.get('probe_by_norm', {}).items():
         print(f"probe gate, norm {n:9s}: dev AUC {_fmt(r['auc'])}, caught {r['caught']:.3f}, good refused {r['good_refused']:.3f}, gradable refused {r['gradable_refused']:.3f} (threshold {r['threshold']:.3f}) | "
               f"IDRiD refused {r['idrid_refused']:.1%} (by grade {_g(r['idrid_by_grade'])}; grades 0-1 {r['idrid_nonreferable_refused']:.1%}) | raw good/usable refused {r['raw_refused']} of {r['raw_graded']}")
