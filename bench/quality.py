@@ -27,7 +27,7 @@ In one run, side by side:
    epochs, the probe as a network, trained here): a photo the gate refuses but the DR model is sure is referable
    (`refer_anyway`, specificity 99% on its validation patients) is referred instead of refused. Held-out graded photos,
    IDRiD and the raw photos: refused, referred anyway (and how many of those are referable), by DR grade; with the rules
-   beside, as `predict` runs them (the learned gate decides the photos the rules refuse by their margin alone,
+   beside, as `predict` runs them (the learned gate decides the photos the rules refuse by a photographic margin alone,
    `eyenet.score.MARGIN`), and as it was before, every rule refusal kept.
 
 Every threshold refuses at most `--max-refused` of the `--refused-of` photos of the training patients ('good', or 'gradable':
@@ -139,7 +139,7 @@ def pipeline(dr_model, model, dev, dev_rules, idrid_fns, idrid_level, raw_rows):
     si = run(idrid_fns); r, a = rates(si)
     res['idrid'] = dict(n=len(si), learned_refused=float(r.mean()), refused_any_gate=float((si.status != 'ok').mean()), by_grade=by_grade(r, idrid_level),
                         any_gate_by_grade=by_grade(si.status != 'ok', idrid_level), rules_refused=float(rules_refused(si).mean()),
-                        margin_accepted=int(((si.status == 'ok') & (si.gradability < MARGIN[2]) & ~a).sum()),
+                        margin_accepted=int(((si.status == 'ok').values & rules_refused(si) & ~a).sum()),
                         refused_any_gate_margin=float((rules_refused(si) | (si.status != 'ok').values).mean()), # as before the learned gate decided the margin
                         nonreferable_refused=float(r[idrid_level < 2].mean()), referred_anyway=int(a.sum()), referred_anyway_referable=int((a & (idrid_level >= 2)).sum()))
     if raw_rows is not None:
@@ -264,6 +264,7 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
         fns = sorted((idrid/'train').glob('*.jpeg'))
         rs = _rule_scores(fns)
         res['idrid'] = dict(n=len(fns), rules_refused=float((rs.status != 'ok').mean()), rules_reasons=rs.reason[rs.status != 'ok'].value_counts().to_dict())
+        res['idrid']['rules_margin_worst'] = rs.worst[rs.reason == 'low_gradability'].value_counts().to_dict() # the rule each margin refusal passed only just
         if model is not None:
             from eyenet.inference import predict
             thr = json.loads((Path(model)/'config.json').read_text())['threshold'] # the model's own, as `predict` uses it
@@ -317,7 +318,7 @@ def main(epochs:int=4, # epochs of the learned quality model (after the recipe's
         for r in res['raw']: print(f"  {r['image']:12s} EyeQ {r['quality'] if r['quality'] == r['quality'] else '-'}  rules {r['status']:8s} {r['reason']:14s} gradability {r['gradability']:.3f}" + (f"  p_reject {r['p_reject']:.3f}" if 'p_reject' in r else ''))
     if 'idrid' in res:
         i = res['idrid']
-        print(f"\nIDRiD, another clinic's camera, {i['n']} photos all graded by experts: rules refuse {i['rules_refused']:.1%} {i['rules_reasons']}"
+        print(f"\nIDRiD, another clinic's camera, {i['n']} photos all graded by experts: rules refuse {i['rules_refused']:.1%} {i['rules_reasons']} (margin refusals by the rule passed only just: {i['rules_margin_worst']})"
               + (f"; learned model refuses {i['learned_refused']:.1%} at its threshold {i['learned_threshold']:.3f} (median p_reject {i['learned_p_reject_median']:.3f}); either gate: {i['either_refused']:.1%}" if 'learned_refused' in i else ''))
         if 'learned_by_grade' in i: print(f"  learned model by DR grade: {_g(i['learned_by_grade'])}; non-referable photos (grades 0-1) refused {i['learned_nonreferable_refused']:.1%}")
     if 'raw_graded_good_usable' in res:

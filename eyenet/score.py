@@ -85,8 +85,9 @@ def prep_photo(fn, # path of a photo
         img,rec = crops[_key(cfgs[0])]
         row.update(reason=rec['reason'], detail=rec['detail'] if isinstance(rec['detail'], str) else '', gradability=rec['gradability'])
         if rec['reason'] in FILE_ERRORS: row['status'] = 'unreadable'; return row, none, None
-        if rec['reason'] == MARGIN[3]:
-            row.update(margin=worst_rule(rec), detail=f"every rule passed, {worst_rule(rec)} only just: gradability {rec['gradability']:.3f} under {MARGIN[2]:.3g}")
+        if rec['reason'] == MARGIN[3]: # which rule it passed only just: `_gate_batch` decides the photographic ones
+            w = row['margin'] = worst_rule(rec)
+            row['detail'] = f"every rule passed, {w} only just: gradability {rec['gradability']:.3f} under {MARGIN[2]:.3g}"
         row['status'] = 'ok' if rec['status'] == 'ok' and img is not None else 'rejected'
         if row['status'] == 'rejected' and not row['reason']: row['reason'] = 'no_disc'
         xs = [None if crops[_key(c)][0] is None else np.ascontiguousarray(prepare_image(crops[_key(c)][0], c).numpy()) for c in cfgs]
@@ -150,7 +151,7 @@ def _gate_batch(batch, qg, bs):
     for (_,row,_,_),p in zip(batch, pr):
         refuse = bool(p >= qg.threshold)
         row.update(p_reject=float(p), quality_verdict='reject' if refuse else 'accept')
-        margin = row['status'] == 'rejected' and row['reason'] == MARGIN[3] and row.get('margin') in PHOTOGRAPHIC
+        margin = row['status'] == 'rejected' and row.get('margin') in PHOTOGRAPHIC # set by `prep_photo` for a `MARGIN` refusal only
         rules = f"; rules: {row['detail']}" if margin else ''
         if refuse and (row['status'] == 'ok' or margin):
             row.update(status='rejected', reason='low_quality', detail=f"learned quality model: p_reject {p:.3f} >= threshold {qg.threshold:.3g}{rules}")
